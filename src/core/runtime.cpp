@@ -1,0 +1,40 @@
+#include "core/runtime.h"
+
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <cctype>
+#include <thread>
+
+#include <torch/torch.h>
+
+namespace medsad {
+
+int configure_threads(int n) {
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = n > 0 ? n : cores;
+  torch::set_num_threads(threads);
+  return threads;
+}
+
+std::string blas_library_path() {
+  // Look the symbol up in the global namespace of the running process: whichever library the
+  // dynamic linker bound for libblas.so.3 (Debian's alternatives system decides which).
+  void* sym = ::dlsym(RTLD_DEFAULT, "sgemm_");
+  if (!sym) return "";
+  Dl_info info{};
+  if (::dladdr(sym, &info) == 0 || !info.dli_fname) return "";
+  char resolved[4096];
+  if (::realpath(info.dli_fname, resolved)) return resolved;
+  return info.dli_fname;
+}
+
+bool is_fast_blas(const std::string& path) {
+  std::string lower = path;
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+  for (const char* name : {"openblas", "blis", "mkl", "atlas"})
+    if (lower.find(name) != std::string::npos) return true;
+  return false;
+}
+
+}  // namespace medsad
