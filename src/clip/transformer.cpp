@@ -1,0 +1,67 @@
+#include "clip/transformer.h"
+
+#include <cmath>
+
+namespace medsad::clip {
+
+torch::Tensor apply_activation(const torch::Tensor& x, Activation act) {
+  if (act == Activation::QuickGelu) return x * torch::sigmoid(1.702 * x);
+  return torch::gelu(x);
+}
+
+SelfAttentionImpl::SelfAttentionImpl(int64_t width, int64_t heads_) : heads(heads_) {
+  in_proj_weight = register_parameter("in_proj_weight", torch::empty({3 * width, width}));
+  in_proj_bias = register_parameter("in_proj_bias", torch::zeros({3 * width}));
+  out_proj = register_module("out_proj", torch::nn::Linear(width, width));
+  torch::nn::init::xavier_uniform_(in_proj_weight);
+}
+
+torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& mask) {
+  TORCH_CHECK(x.dim() == 3, "attention expects [B, L, D], got ", x.sizes());
+  const int64_t B = x.size(0), L = x.size(1), D = x.size(2), Dh = D / heads;
+  auto qkv = torch::nn::functional::linear(x, in_proj_weight, in_proj_bias)  // [B, L, 3D]
+                 .view({B, L, 3, heads, Dh})
+                 .permute({2, 0, 3, 1, 4});  // [3, B, H, L, Dh]
+  auto q = qkv[0] * (1.0 / std::sqrt(static_cast<double>(Dh)));
+  auto k = qkv[1], v = qkv[2];
+  auto logits = torch::matmul(q, k.transpose(-2, -1));  // [B, H, L, L]
+  if (mask.defined()) logits = logits + mask;
+  auto out = torch::matmul(torch::softmax(logits, -1), v)  // [B, H, L, Dh]
+                 .transpose(1, 2)
+                 .reshape({B, L, D});  // [B, L, D]
+  return out_proj(out);
+}
+
+ResidualAttentionBlockImpl::ResidualAttentionBlockImpl(int64_t width, int64_t heads, int64_t mlp_width,
+                                                       Activation act, double eps)
+    : activation(act) {
+  ln_1 = register_module("ln_1", torch::nn::LayerNorm(torch::nn::LayerNormOptions({width}).eps(eps)));
+  attn = register_module("attn", SelfAttention(width, heads));
+  ln_2 = register_module("ln_2", torch::nn::LayerNorm(torch::nn::LayerNormOptions({width}).eps(eps)));
+  c_fc = torch::nn::Linear(width, mlp_width);
+  c_proj = torch::nn::Linear(mlp_width, width);
+  mlp = register_module("mlp", torch::nn::Sequential());
+  mlp->push_back("c_fc", c_fc);
+  mlp->push_back("c_proj", c_proj);
+}
+
+torch::Tensor ResidualAttentionBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& mask) {
+  auto h = x + attn(ln_1(x), mask);
+  return h + c_proj(apply_activation(c_fc(ln_2(h)), activation));
+}
+
+TransformerImpl::TransformerImpl(int64_t width, int64_t layers, int64_t heads, int64_t mlp_width, Activation act,
+                                 double eps) {
+  resblocks = register_module("resblocks", torch::nn::ModuleList());
+  for (int64_t i = 0; i < layers; ++i) {
+    blocks.emplace_back(width, heads, mlp_width, act, eps);
+    resblocks->push_back(blocks.back());
+  }
+}
+
+torch::Tensor TransformerImpl::forward(torch::Tensor x, const torch::Tensor& mask) {
+  for (auto& block : blocks) x = block(x, mask);
+  return x;
+}
+
+}  // namespace medsad::clip

@@ -1,0 +1,70 @@
+#include "clip/vision.h"
+
+namespace medsad::clip {
+
+VisionTransformerImpl::VisionTransformerImpl(const ClipVisionConfig& cfg, int64_t embed_dim, Activation act,
+                                             double eps)
+    : config(cfg) {
+  const int64_t D = cfg.width, G = cfg.grid_size();
+  conv1 = register_module(
+      "conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(3, D, cfg.patch_size).stride(cfg.patch_size).bias(false)));
+  const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+  class_embedding = register_parameter("class_embedding", torch::randn({D}) * scale);
+  positional_embedding = register_parameter("positional_embedding", torch::randn({1 + G * G, D}) * scale);
+  ln_pre = register_module("ln_pre", torch::nn::LayerNorm(torch::nn::LayerNormOptions({D}).eps(eps)));
+  transformer = register_module("transformer", Transformer(D, cfg.layers, cfg.heads, cfg.mlp_width, act, eps));
+  ln_post = register_module("ln_post", torch::nn::LayerNorm(torch::nn::LayerNormOptions({D}).eps(eps)));
+  proj = register_parameter("proj", torch::randn({D, embed_dim}) * scale);
+}
+
+torch::Tensor VisionTransformerImpl::positions_for_grid(int64_t grid_h, int64_t grid_w) {
+  const int64_t G = config.grid_size(), D = config.width;
+  if (grid_h == G && grid_w == G) return positional_embedding;
+  auto class_pos = positional_embedding.slice(0, 0, 1);                    // [1, D]
+  auto grid_pos = positional_embedding.slice(0, 1).reshape({1, G, G, D})  // [1, G, G, D]
+                      .permute({0, 3, 1, 2});                               // [1, D, G, G]
+  namespace F = torch::nn::functional;
+  grid_pos = F::interpolate(grid_pos, F::InterpolateFuncOptions()
+                                          .size(std::vector<int64_t>{grid_h, grid_w})
+                                          .mode(torch::kBicubic)
+                                          .align_corners(false)
+                                          .antialias(true));                // [1, D, gh, gw]
+  grid_pos = grid_pos.permute({0, 2, 3, 1}).reshape({grid_h * grid_w, D});  // [gh*gw, D]
+  return torch::cat({class_pos, grid_pos}, 0);                              // [1 + gh*gw, D]
+}
+
+torch::Tensor VisionTransformerImpl::embed(const torch::Tensor& images) {
+  TORCH_CHECK(images.dim() == 4 && images.size(1) == 3, "image tower expects [B, 3, H, W], got ", images.sizes());
+  const int64_t B = images.size(0), D = config.width;
+  auto patches = conv1(images);  // [B, D, gh, gw]
+  const int64_t gh = patches.size(2), gw = patches.size(3);
+  patches = patches.flatten(2).transpose(1, 2);                          // [B, N, D]
+  auto cls = class_embedding.to(patches.dtype()).view({1, 1, D}).expand({B, 1, D});  // [B, 1, D]
+  auto tokens = torch::cat({cls, patches}, 1);                           // [B, 1+N, D]
+  tokens = tokens + positions_for_grid(gh, gw).to(tokens.dtype());
+  return ln_pre(tokens);
+}
+
+torch::Tensor VisionTransformerImpl::pool(const torch::Tensor& tokens) {
+  return torch::matmul(ln_post(tokens.select(1, 0)), proj);  // [B, E]
+}
+
+torch::Tensor VisionTransformerImpl::forward(const torch::Tensor& images) {
+  return pool(transformer(embed(images)));
+}
+
+VisionTaps VisionTransformerImpl::forward_with_taps(const torch::Tensor& images, const std::vector<int64_t>& blocks) {
+  for (int64_t b : blocks)
+    TORCH_CHECK(b >= 1 && b <= config.layers, "tap block ", b, " outside 1..", config.layers);
+  VisionTaps out;
+  auto x = embed(images);
+  for (int64_t i = 0; i < config.layers; ++i) {
+    x = transformer->blocks[i](x);
+    for (int64_t b : blocks)
+      if (b == i + 1) out.block_tokens.push_back(x);
+  }
+  out.embedding = pool(x);
+  return out;
+}
+
+}  // namespace medsad::clip

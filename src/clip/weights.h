@@ -1,0 +1,54 @@
+// Loading CLIP weights from the formats real checkpoints ship in, all to float32 tensors under
+// OpenAI's key names, and building a ClipModel whose shapes are inferred from those tensors.
+//   1. OpenAI TorchScript archives (.pt; mostly float16; non-weight entries ignored)
+//   2. torch.save zip pickles of a state dict (optionally {"state_dict": ...}, "module." prefixes)
+//   3. Hugging Face CLIPModel safetensors + config.json (q/k/v split, projections transposed)
+// The format is detected from the file's content, never its name.
+#pragma once
+#include <string>
+
+#include "clip/clip_model.h"
+#include "clip/config.h"
+#include "core/safetensors.h"
+
+namespace medsad::clip {
+
+enum class WeightFormat { OpenAiTorchScript, TorchPickle, HuggingFace };
+const char* to_string(WeightFormat format);
+
+struct ClipCheckpoint {
+  std::string path;
+  WeightFormat format = WeightFormat::TorchPickle;
+  ClipConfig config;
+  ImagePreprocess preprocess;
+  TensorMap tensors;  // OpenAI key names ("visual.conv1.weight", "token_embedding.weight", ...), float32
+};
+
+// Reads and validates a checkpoint. `hf_config` names the Hugging Face config.json; when empty it
+// is looked for beside the weights. Throws Error(path, ...) on anything that is not a ViT CLIP.
+ClipCheckpoint read_clip_checkpoint(const std::string& path, const std::string& hf_config = "");
+
+// Infers the architecture from tensor shapes (heads = width / 64, as OpenAI and open_clip do).
+ClipConfig infer_clip_config(const TensorMap& tensors, const std::string& path);
+
+// Builds the model for checkpoint.config and copies every tensor in, strictly: a missing,
+// unexpected or misshapen tensor is an Error naming it.
+ClipModel build_clip_model(const ClipCheckpoint& checkpoint);
+
+// read_clip_checkpoint + build_clip_model, in eval mode.
+ClipModel load_clip_model(const std::string& path, const std::string& hf_config = "");
+
+// Format readers (weights_openai.cpp, weights_pickle.cpp, weights_hf.cpp): raw tensors, any dtype.
+TensorMap read_openai_torchscript(const std::string& path);
+TensorMap read_torch_pickle(const std::string& path);
+struct HfClipWeights {
+  TensorMap tensors;  // already renamed to OpenAI keys
+  ClipConfig config;  // activation, heads and eps from config.json; widths filled in later from shapes
+  bool has_config = false;
+  ImagePreprocess preprocess;
+};
+// Renames a Hugging Face CLIPModel state dict (read from safetensors or a torch.save pickle of
+// `path`) to OpenAI keys, reading config.json (`config_path`, or found beside `path`).
+HfClipWeights convert_hf_checkpoint(TensorMap raw, const std::string& path, const std::string& config_path);
+
+}  // namespace medsad::clip

@@ -1,0 +1,51 @@
+#include "data/image_io.h"
+
+#include <filesystem>
+
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "core/error.h"
+
+namespace medsad {
+
+torch::Tensor read_image_rgb(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) fail(path, "no such file");
+  if (std::filesystem::is_directory(path, ec)) fail(path, "is a directory, expected an image file");
+  cv::Mat image;
+  try {
+    image = cv::imread(path, cv::IMREAD_UNCHANGED);
+  } catch (const cv::Exception&) {
+    image.release();
+  }
+  if (image.empty()) fail(path, "cannot decode the image (corrupt, truncated or not a PNG/JPEG/TIFF/BMP file)");
+
+  double scale = 1.0;
+  switch (image.depth()) {
+    case CV_8U: scale = 1.0 / 255.0; break;
+    case CV_16U: scale = 1.0 / 65535.0; break;
+    case CV_32F: break;
+    default: fail(path, "unsupported pixel depth (expected 8-bit, 16-bit or float)");
+  }
+  cv::Mat rgb;
+  switch (image.channels()) {
+    case 1: cv::cvtColor(image, rgb, cv::COLOR_GRAY2RGB); break;
+    case 2: {  // grey + alpha
+      cv::Mat grey;
+      cv::extractChannel(image, grey, 0);
+      cv::cvtColor(grey, rgb, cv::COLOR_GRAY2RGB);
+      break;
+    }
+    case 3: cv::cvtColor(image, rgb, cv::COLOR_BGR2RGB); break;
+    case 4: cv::cvtColor(image, rgb, cv::COLOR_BGRA2RGB); break;
+    default: fail(path, "unsupported channel count " + std::to_string(image.channels()));
+  }
+  cv::Mat as_float;
+  rgb.convertTo(as_float, CV_32FC3, scale);
+  const int64_t H = as_float.rows, W = as_float.cols;
+  auto hwc = torch::from_blob(as_float.ptr<float>(), {H, W, 3}, torch::kFloat32);  // [H, W, 3] view
+  return hwc.permute({2, 0, 1}).clone().clamp_(0.0, 1.0);                          // [3, H, W]
+}
+
+}  // namespace medsad

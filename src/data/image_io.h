@@ -1,0 +1,14 @@
+// Reading 2-D images from disk (OpenCV): PNG, JPEG, TIFF, BMP; 8 or 16 bit; grey, grey+alpha,
+// RGB or RGBA.
+#pragma once
+#include <string>
+
+#include <torch/torch.h>
+
+namespace medsad {
+
+// Returns float32 [3, H, W] RGB in [0, 1] (grey replicated to 3 channels, alpha dropped,
+// 16-bit scaled by 1/65535). Throws Error(path, ...) if missing or not a decodable image.
+torch::Tensor read_image_rgb(const std::string& path);
+
+}  // namespace medsad

@@ -1,0 +1,97 @@
+// The CLIP towers against outputs of the public reference code (shared/fixtures/clip-tiny),
+// for every weight format: the same function, within 1e-4 absolute.
+#include <nlohmann/json.hpp>
+
+#include "clip/preprocess.h"
+#include "clip/weights.h"
+#include "core/file_io.h"
+#include "core/safetensors.h"
+#include "test_support.h"
+
+using namespace medsad;
+using namespace medsad::clip;
+
+namespace {
+
+constexpr double kTolerance = 1e-4;
+
+double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
+  EXPECT_EQ(a.sizes(), b.sizes());
+  return (a.to(torch::kFloat64) - b.to(torch::kFloat64)).abs().max().item<double>();
+}
+
+class ClipParity : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    reference = read_safetensors(test::fixture("reference.safetensors"));
+    info = nlohmann::json::parse(read_file_text(test::fixture("reference.json")));
+    checkpoint = read_clip_checkpoint(test::fixture(GetParam()));
+    model = build_clip_model(checkpoint);
+  }
+  torch::Tensor images(const std::string& suffix, int64_t size) {
+    return torch::stack({load_clip_image(test::fixture("image1" + suffix + ".png"), size, checkpoint.preprocess),
+                         load_clip_image(test::fixture("image2" + suffix + ".png"), size, checkpoint.preprocess)});
+  }
+  TensorMap reference;
+  nlohmann::json info;
+  ClipCheckpoint checkpoint;
+  ClipModel model{nullptr};
+};
+
+}  // namespace
+
+TEST_P(ClipParity, ArchitectureIsInferredFromShapes) {
+  const auto& c = checkpoint.config;
+  EXPECT_EQ(c.vision.width, info["vision"]["width"].get<int64_t>());
+  EXPECT_EQ(c.vision.layers, info["vision"]["layers"].get<int64_t>());
+  EXPECT_EQ(c.vision.patch_size, info["vision"]["patch"].get<int64_t>());
+  EXPECT_EQ(c.vision.image_size, info["vision"]["resolution"].get<int64_t>());
+  EXPECT_EQ(c.vision.heads, info["vision"]["heads"].get<int64_t>());
+  EXPECT_EQ(c.text.width, info["text"]["width"].get<int64_t>());
+  EXPECT_EQ(c.text.layers, info["text"]["layers"].get<int64_t>());
+  EXPECT_EQ(c.text.heads, info["text"]["heads"].get<int64_t>());
+  EXPECT_EQ(c.text.context_length, info["text"]["context"].get<int64_t>());
+  EXPECT_EQ(c.text.vocab_size, info["text"]["vocab"].get<int64_t>());
+  EXPECT_EQ(c.embed_dim, info["embed_dim"].get<int64_t>());
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_FLOAT_EQ(checkpoint.preprocess.mean[i], info["mean"][i].get<float>());
+    EXPECT_FLOAT_EQ(checkpoint.preprocess.std[i], info["std"][i].get<float>());
+  }
+}
+
+TEST_P(ClipParity, ImageEmbeddingsMatchReference) {
+  torch::NoGradGuard no_grad;
+  EXPECT_LT(max_abs_diff(model->encode_image(images("", 224)), reference.at("image_embeds")), kTolerance);
+}
+
+TEST_P(ClipParity, TextEmbeddingsMatchReference) {
+  torch::NoGradGuard no_grad;
+  EXPECT_LT(max_abs_diff(model->encode_text(reference.at("tokens")), reference.at("text_embeds")), kTolerance);
+}
+
+TEST_P(ClipParity, BlockTokensMatchReference) {
+  torch::NoGradGuard no_grad;
+  const auto blocks = info["tap_blocks"].get<std::vector<int64_t>>();
+  const auto taps = model->visual->forward_with_taps(images("", 224), blocks);
+  ASSERT_EQ(taps.block_tokens.size(), blocks.size());
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    const auto& expected = reference.at("image1_block" + std::to_string(blocks[i]) + "_tokens");
+    EXPECT_LT(max_abs_diff(taps.block_tokens[i][0], expected), kTolerance) << "block " << blocks[i];
+  }
+}
+
+TEST_P(ClipParity, ResizedPositionEmbeddingsMatchReference) {
+  torch::NoGradGuard no_grad;
+  const int64_t size = info["alt_resolution"].get<int64_t>();
+  const auto embeds = model->encode_image(images("_s" + std::to_string(size), size));
+  EXPECT_LT(max_abs_diff(embeds, reference.at("image_embeds_s160")), kTolerance);
+}
+
+INSTANTIATE_TEST_SUITE_P(AllFormats, ClipParity,
+                         ::testing::Values("openai_jit.pt", "openclip_state_dict.pt", "hf_model.safetensors"),
+                         [](const auto& info) {
+                           std::string name = info.param;
+                           for (auto& c : name)
+                             if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
+                           return name;
+                         });
