@@ -4,12 +4,12 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake ccache pkg-config
+  build-essential cmake ninja-build ccache pkg-config
   libtorch-dev libopenblas0-pthread        # LibTorch CPU + the fast BLAS it must pick up
   libopencv-dev libicu-dev
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   libgtest-dev zlib1g-dev
-  python3 python3-torch python3-numpy      # independent reference implementations in tests/ and bench/
+  python3 python3-torch python3-numpy python3-pil python3-regex  # independent references (tests/, bench/)
 )
 
 missing=()

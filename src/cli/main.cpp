@@ -1,1 +1,60 @@
-int main() { return 0; }
+// medsad: find and outline abnormalities in medical images (MedSAD-CLIP).
+// Reads top to bottom: build the CLI, parse, set threads, run the chosen command, report errors
+// once. Exit codes: 0 success, 1 bad input (one line naming the file and the problem),
+// 2 internal error, other non-zero values for command-line syntax errors (CLI11).
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include <iostream>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "core/runtime.h"
+
+int main(int argc, char** argv) {
+  // Logs go to stderr so that stdout carries only results (JSON).
+  spdlog::set_default_logger(spdlog::stderr_color_st("medsad"));
+  spdlog::set_pattern("%^%l%$: %v");
+
+  CLI::App app{"medsad: MedSAD-CLIP anomaly detection and segmentation for medical images\n"
+               "exit codes: 0 ok, 1 bad input, 2 internal error"};
+  app.require_subcommand(1);
+  int threads = 0;
+  bool verbose = false;
+  app.add_option("--threads", threads, "intra-op threads (default: every core)")
+      ->check(CLI::Range(0, 4096));
+  app.add_flag("-v,--verbose", verbose, "debug logging");
+
+  medsad::cli::Action action;
+  medsad::cli::setup_clip_commands(app, action);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  spdlog::set_level(verbose ? spdlog::level::debug : spdlog::level::info);
+
+  try {
+    const int used = medsad::configure_threads(threads);
+    const std::string blas = medsad::blas_library_path();
+    if (!medsad::is_fast_blas(blas))
+      spdlog::warn("LibTorch is using a slow reference BLAS ({}): install libopenblas0-pthread for ~10x speed",
+                   blas.empty() ? "unknown" : blas);
+    spdlog::debug("threads: {}, BLAS: {}", used, blas);
+    if (action) action();
+    return 0;
+  } catch (const medsad::Error& e) {
+    std::cerr << "medsad: error: " << e.what() << "\n";
+    return 1;
+  } catch (const c10::Error& e) {
+    std::string what = e.what_without_backtrace();
+    std::cerr << "medsad: internal error: " << what.substr(0, what.find('\n')) << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << "medsad: internal error: " << e.what() << "\n";
+    return 2;
+  }
+}

@@ -1,0 +1,80 @@
+#include <fstream>
+
+#include <opencv2/imgcodecs.hpp>
+
+#include "core/error.h"
+#include "data/image_io.h"
+#include "test_support.h"
+
+using namespace medsad;
+
+namespace {
+
+// A W x H image whose pixel (y, x) channel c holds (x + 3y + 7c) mod 256, scaled to the depth.
+cv::Mat pattern(int rows, int cols, int type) {
+  cv::Mat m(rows, cols, type);
+  const int channels = m.channels();
+  const double scale = CV_MAT_DEPTH(type) == CV_16U ? 257.0 : 1.0;
+  for (int y = 0; y < rows; ++y)
+    for (int x = 0; x < cols; ++x)
+      for (int c = 0; c < channels; ++c) {
+        const double v = ((x + 3 * y + 7 * c) % 256) * scale;
+        if (CV_MAT_DEPTH(type) == CV_16U) m.ptr<uint16_t>(y)[x * channels + c] = static_cast<uint16_t>(v);
+        else m.ptr<uint8_t>(y)[x * channels + c] = static_cast<uint8_t>(v);
+      }
+  return m;
+}
+
+float expected(int y, int x, int c) { return ((x + 3 * y + 7 * c) % 256) / 255.0f; }
+
+}  // namespace
+
+TEST(ImageIo, GreyEightBitIsReplicatedToThreeChannels) {
+  test::ScratchDir dir;
+  cv::imwrite(dir.file("g.png"), pattern(5, 9, CV_8UC1));
+  const auto img = read_image_rgb(dir.file("g.png"));
+  ASSERT_EQ(img.sizes(), torch::IntArrayRef({3, 5, 9}));
+  EXPECT_FLOAT_EQ(img[0][4][8].item<float>(), expected(4, 8, 0));
+  EXPECT_TRUE(torch::equal(img[0], img[2]));
+}
+
+TEST(ImageIo, SixteenBitGreyUsesTheFullRange) {
+  test::ScratchDir dir;
+  cv::imwrite(dir.file("g16.png"), pattern(4, 6, CV_16UC1));
+  const auto img = read_image_rgb(dir.file("g16.png"));
+  EXPECT_NEAR(img[1][3][5].item<float>(), expected(3, 5, 0), 1e-6);
+}
+
+TEST(ImageIo, ColourIsRgbOrderAndAlphaIsDropped) {
+  test::ScratchDir dir;
+  // OpenCV stores BGR(A): channel 0 on disk is blue, so RGB channel 2 must equal pattern channel 0.
+  cv::imwrite(dir.file("c.png"), pattern(3, 4, CV_8UC4));
+  cv::imwrite(dir.file("c.tif"), pattern(3, 4, CV_16UC3));
+  for (const char* name : {"c.png", "c.tif"}) {
+    const auto img = read_image_rgb(dir.file(name));
+    ASSERT_EQ(img.size(0), 3) << name;
+    EXPECT_NEAR(img[2][2][3].item<float>(), expected(2, 3, 0), 1e-6) << name;
+    EXPECT_NEAR(img[0][2][3].item<float>(), expected(2, 3, 2), 1e-6) << name;
+  }
+}
+
+TEST(ImageIo, JpegDecodes) {
+  test::ScratchDir dir;
+  cv::Mat flat(8, 8, CV_8UC3, cv::Scalar(40, 120, 200));
+  cv::imwrite(dir.file("f.jpg"), flat);
+  const auto img = read_image_rgb(dir.file("f.jpg"));
+  EXPECT_NEAR(img[0].mean().item<float>(), 200 / 255.0, 0.02);  // red came from OpenCV's third channel
+}
+
+TEST(ImageIo, CorruptAndMissingFilesNameThePath) {
+  test::ScratchDir dir;
+  std::ofstream(dir.file("bad.png")) << "\x89PNG garbage";
+  try {
+    read_image_rgb(dir.file("bad.png"));
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.path(), dir.file("bad.png"));
+  }
+  EXPECT_THROW(read_image_rgb(dir.file("none.png")), Error);
+  EXPECT_THROW(read_image_rgb(dir.path().string()), Error);
+}
