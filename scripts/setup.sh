@@ -8,7 +8,7 @@ packages=(
   libtorch-dev libopenblas0-pthread        # LibTorch CPU + the fast BLAS it must pick up
   libopencv-dev libicu-dev
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
-  libgtest-dev zlib1g-dev
+  libgtest-dev zlib1g-dev libssl-dev
   python3 python3-torch python3-numpy python3-pil python3-regex  # independent references (tests/, bench/)
 )
 

@@ -13,7 +13,7 @@ namespace medsad::clip {
 // rgb: [3, H, W] in [0, 1] -> [3, size, size] in [0, 1].
 torch::Tensor resize_and_crop(const torch::Tensor& rgb, int64_t size);
 
-// rgb: [3, H, W] in [0, 1] -> (rgb - mean) / std.
+// rgb: [..., 3, H, W] in [0, 1] -> (rgb - mean) / std (a batch works too).
 torch::Tensor normalize_image(const torch::Tensor& rgb, const ImagePreprocess& pre);
 
 // read_image_rgb + resize_and_crop + normalize_image: [3, size, size].

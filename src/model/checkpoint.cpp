@@ -1,0 +1,102 @@
+#include "model/checkpoint.h"
+
+#include <set>
+
+#include "clip/weights.h"
+#include "core/error.h"
+#include "core/hash.h"
+
+namespace medsad::model {
+namespace {
+
+constexpr const char* kFormat = "medsad-checkpoint-1";
+
+}  // namespace
+
+nlohmann::json Calibration::to_json() const {
+  return {{"calibrated", calibrated}, {"image_threshold", image_threshold}, {"pixel_threshold", pixel_threshold}};
+}
+
+Calibration Calibration::from_json(const nlohmann::json& j) {
+  Calibration c;
+  c.calibrated = j.at("calibrated").get<bool>();
+  c.image_threshold = j.at("image_threshold").get<double>();
+  c.pixel_threshold = j.at("pixel_threshold").get<double>();
+  return c;
+}
+
+void save_checkpoint(const std::string& path, MedSadClipImpl& model, const CheckpointInfo& info,
+                     const TensorMap& extra) {
+  TensorMap tensors = extra;
+  for (const auto& p : model.named_parameters(/*recurse=*/true)) tensors["model." + p.key()] = p.value().detach();
+  const nlohmann::json meta = {{"format", kFormat},
+                               {"config", info.config.to_json()},
+                               {"calibration", info.calibration.to_json()},
+                               {"backbone_path", info.backbone_path},
+                               {"backbone_sha256", info.backbone_sha256},
+                               {"bpe_path", info.bpe_path},
+                               {"training", info.training}};
+  write_safetensors(path, tensors, {{"medsad", meta.dump()}});
+}
+
+CheckpointInfo read_checkpoint_info(const std::string& path) {
+  const auto meta = read_safetensors_metadata(path);
+  const auto it = meta.find("medsad");
+  if (it == meta.end()) fail(path, "not a medsad checkpoint (no medsad metadata)");
+  try {
+    const auto j = nlohmann::json::parse(it->second);
+    if (j.at("format").get<std::string>() != kFormat)
+      fail(path, "unsupported checkpoint format '" + j.at("format").get<std::string>() + "'");
+    CheckpointInfo info;
+    info.config = MedSadConfig::from_json(j.at("config"));
+    info.calibration = Calibration::from_json(j.at("calibration"));
+    info.backbone_path = j.at("backbone_path").get<std::string>();
+    info.backbone_sha256 = j.at("backbone_sha256").get<std::string>();
+    info.bpe_path = j.at("bpe_path").get<std::string>();
+    info.training = j.value("training", nlohmann::json::object());
+    return info;
+  } catch (const nlohmann::json::exception& e) {
+    fail(path, std::string("corrupt checkpoint metadata (") + e.what() + ")");
+  } catch (const Error& e) {
+    fail(path, "invalid checkpoint config: " + e.problem());
+  }
+}
+
+void load_checkpoint_weights(const std::string& path, const TensorMap& tensors, MedSadClipImpl& model) {
+  torch::NoGradGuard no_grad;
+  std::set<std::string> used;
+  for (auto& p : model.named_parameters(/*recurse=*/true)) {
+    const std::string key = "model." + p.key();
+    const auto it = tensors.find(key);
+    if (it == tensors.end()) fail(path, "checkpoint lacks tensor '" + key + "'");
+    if (it->second.sizes() != p.value().sizes())
+      fail(path, "tensor '" + key + "' has the wrong shape for this backbone/config");
+    p.value().copy_(it->second);
+    used.insert(key);
+  }
+  for (const auto& [key, value] : tensors)
+    if (key.rfind("model.", 0) == 0 && !used.count(key))
+      fail(path, "unexpected tensor '" + key + "' (checkpoint from another configuration?)");
+}
+
+TrainedModel load_trained_model(const std::string& checkpoint_path, const std::string& weights_override,
+                                const std::string& bpe_override) {
+  TrainedModel out;
+  out.info = read_checkpoint_info(checkpoint_path);
+  const TensorMap tensors = read_safetensors(checkpoint_path);
+  const std::string weights = weights_override.empty() ? out.info.backbone_path : weights_override;
+  const std::string bpe = bpe_override.empty() ? out.info.bpe_path : bpe_override;
+  const std::string sha = sha256_file(weights);
+  if (sha != out.info.backbone_sha256)
+    fail(weights, "this backbone is not the one " + checkpoint_path + " was trained on (SHA-256 " + sha.substr(0, 12) +
+                      "..., expected " + out.info.backbone_sha256.substr(0, 12) + "...)");
+  const auto backbone = clip::read_clip_checkpoint(weights);
+  out.preprocess = backbone.preprocess;
+  const auto tokenizer = clip::Tokenizer::from_bpe_file(bpe);
+  out.model = MedSadClip(clip::build_clip_model(backbone), tokenizer, out.info.config);
+  load_checkpoint_weights(checkpoint_path, tensors, *out.model);
+  out.model->eval();
+  return out;
+}
+
+}  // namespace medsad::model

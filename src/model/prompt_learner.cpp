@@ -1,0 +1,107 @@
+#include "model/prompt_learner.h"
+
+#include "core/error.h"
+
+namespace medsad::model {
+namespace {
+
+const char* kStates[2] = {"normal", "abnormal"};
+
+// Token ids of one prompt: [SOT] + `prefix` + encode(rest) + [EOT], zero-padded to L.
+std::vector<int64_t> prompt_ids(const clip::Tokenizer& tokenizer, const std::vector<int64_t>& prefix,
+                                const std::string& rest, int64_t L) {
+  std::vector<int64_t> ids{tokenizer.sot_token()};
+  ids.insert(ids.end(), prefix.begin(), prefix.end());
+  const auto body = tokenizer.encode(rest);
+  ids.insert(ids.end(), body.begin(), body.end());
+  ids.push_back(tokenizer.eot_token());
+  if (static_cast<int64_t>(ids.size()) > L)
+    fail("", "the prompt for '" + rest + "' needs " + std::to_string(ids.size()) + " tokens, more than the text " +
+                 "context of " + std::to_string(L) + ": use a shorter --object or --prompt-length");
+  ids.resize(static_cast<size_t>(L), 0);
+  return ids;
+}
+
+}  // namespace
+
+std::vector<std::string> fixed_prompts(const std::string& object, bool abnormal) {
+  static const std::vector<std::string> normal_states = {"normal {}", "healthy {}", "{} without abnormality",
+                                                         "{} without lesion", "clean {}"};
+  static const std::vector<std::string> abnormal_states = {"abnormal {}", "diseased {}", "{} with abnormality",
+                                                           "{} with a lesion", "{} with an anomaly"};
+  static const std::vector<std::string> templates = {"a photo of a {}.", "a scan of a {}.", "an image of a {}.",
+                                                     "a close-up photo of the {}.", "a medical image of a {}."};
+  std::vector<std::string> out;
+  for (const auto& state : abnormal ? abnormal_states : normal_states) {
+    const std::string phrase = state.substr(0, state.find("{}")) + object + state.substr(state.find("{}") + 2);
+    for (const auto& t : templates) out.push_back(t.substr(0, t.find("{}")) + phrase + t.substr(t.find("{}") + 2));
+  }
+  return out;
+}
+
+PromptLearnerImpl::PromptLearnerImpl(clip::TextTransformer text, const clip::Tokenizer& tokenizer,
+                                     const std::string& object, int64_t M, PromptMode mode_)
+    : mode(mode_), context_length(M), text_(std::move(text)) {
+  const int64_t L = text_->config.context_length;
+  torch::NoGradGuard no_grad;
+  if (mode == PromptMode::Fixed) {
+    // Canonical sentence per class for the token features; global = mean of the normalised ensemble.
+    std::vector<torch::Tensor> globals;
+    std::vector<std::vector<int64_t>> canonical;
+    for (int c = 0; c < 2; ++c) {
+      std::vector<torch::Tensor> rows;
+      for (const auto& sentence : fixed_prompts(object, c == 1))
+        rows.push_back(torch::tensor(prompt_ids(tokenizer, {}, sentence, L)));
+      const auto ids = torch::stack(rows);                                            // [T, L]
+      const auto feats = text_->encode_embeddings(text_->token_embedding(ids), ids.argmax(-1)).global;
+      globals.push_back(torch::nn::functional::normalize(feats, torch::nn::functional::NormalizeFuncOptions().dim(-1))
+                            .mean(0));
+      canonical.push_back(prompt_ids(tokenizer, {}, std::string("a photo of a ") + kStates[c] + " " + object + ".", L));
+    }
+    token_ids = register_buffer("token_ids", torch::stack({torch::tensor(canonical[0]), torch::tensor(canonical[1])}));
+    eot_index = register_buffer("eot_index", token_ids.argmax(-1));
+    fixed = encode(text_->token_embedding(token_ids), eot_index);
+    fixed.global = torch::nn::functional::normalize(torch::stack(globals),
+                                                    torch::nn::functional::NormalizeFuncOptions().dim(-1));
+    return;
+  }
+  const int64_t placeholder = tokenizer.token_id("x</w>");
+  const std::vector<int64_t> prefix(static_cast<size_t>(M), placeholder);
+  std::vector<torch::Tensor> rows;
+  for (int c = 0; c < 2; ++c)
+    rows.push_back(torch::tensor(prompt_ids(tokenizer, prefix, std::string(kStates[c]) + " " + object + ".", L)));
+  token_ids = register_buffer("token_ids", torch::stack(rows));  // [2, L]
+  eot_index = register_buffer("eot_index", token_ids.argmax(-1));
+
+  // "a photo of a" at the end of the context, small noise before it where M is longer.
+  const auto phrase_ids = torch::tensor(tokenizer.encode("a photo of a"));
+  const auto phrase = text_->token_embedding(phrase_ids);  // [n, D]
+  const int64_t n = std::min<int64_t>(phrase.size(0), M), D = phrase.size(1);
+  auto init = torch::randn({M, D}) * 0.02;
+  init.slice(0, M - n, M) += phrase.slice(0, phrase.size(0) - n);
+  context = register_parameter("context", init.unsqueeze(0).repeat({2, 1, 1}).contiguous());  // [2, M, D]
+}
+
+PromptFeatures PromptLearnerImpl::encode(const torch::Tensor& embeddings, const torch::Tensor& eot) {
+  const auto feats = text_->encode_embeddings(embeddings, eot);  // global [2, E], tokens [2, L, E]
+  PromptFeatures out;
+  const int64_t L = embeddings.size(1);
+  out.global = torch::nn::functional::normalize(feats.global, torch::nn::functional::NormalizeFuncOptions().dim(-1));
+  out.tokens = feats.tokens.reshape({2 * L, -1});                                           // [2L, E]
+  out.token_valid = (torch::arange(L).view({1, L}) <= eot.view({2, 1})).reshape({2 * L});  // [2L]
+  return out;
+}
+
+PromptFeatures PromptLearnerImpl::forward() {
+  if (mode == PromptMode::Fixed) return fixed;
+  torch::Tensor frozen;
+  {
+    torch::NoGradGuard no_grad;
+    frozen = text_->token_embedding(token_ids);  // [2, L, D]
+  }
+  const int64_t M = context_length;
+  auto embeddings = torch::cat({frozen.slice(1, 0, 1), context, frozen.slice(1, 1 + M)}, 1);  // [2, L, D]
+  return encode(embeddings, eot_index);
+}
+
+}  // namespace medsad::model

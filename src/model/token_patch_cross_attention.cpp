@@ -1,0 +1,38 @@
+#include "model/token_patch_cross_attention.h"
+
+#include <cmath>
+#include <limits>
+
+#include "core/error.h"
+
+namespace medsad::model {
+
+TokenPatchCrossAttentionImpl::TokenPatchCrossAttentionImpl(int64_t width, int64_t heads_) : heads(heads_) {
+  if (heads <= 0 || width % heads != 0)
+    fail("", "TPCA heads " + std::to_string(heads) + " must divide the joint width " + std::to_string(width));
+  q_proj = register_module("q_proj", torch::nn::Linear(width, width));
+  k_proj = register_module("k_proj", torch::nn::Linear(width, width));
+  v_proj = register_module("v_proj", torch::nn::Linear(width, width));
+  out_proj = register_module("out_proj", torch::nn::Linear(width, width));
+  norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({width})));
+}
+
+torch::Tensor TokenPatchCrossAttentionImpl::forward(const torch::Tensor& patches, const torch::Tensor& text_tokens,
+                                                   const torch::Tensor& token_valid) {
+  TORCH_CHECK(patches.dim() == 3 && text_tokens.dim() == 2 && token_valid.dim() == 1, "TPCA shapes: patches ",
+              patches.sizes(), ", tokens ", text_tokens.sizes(), ", valid ", token_valid.sizes());
+  const int64_t B = patches.size(0), N = patches.size(1), D = patches.size(2), S = text_tokens.size(0);
+  const int64_t Dh = D / heads;
+  auto q = q_proj(patches).view({B, N, heads, Dh}).transpose(1, 2);  // [B, H, N, Dh]
+  auto k = k_proj(text_tokens).view({S, heads, Dh}).transpose(0, 1);  // [H, S, Dh]
+  auto v = v_proj(text_tokens).view({S, heads, Dh}).transpose(0, 1);  // [H, S, Dh]
+  auto logits = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(Dh));  // [B, H, N, S]
+  logits = logits.masked_fill(token_valid.logical_not().view({1, 1, 1, S}),
+                              -std::numeric_limits<float>::infinity());
+  auto attended = torch::matmul(torch::softmax(logits, -1), v)  // [B, H, N, Dh]
+                      .transpose(1, 2)
+                      .reshape({B, N, D});  // [B, N, D]
+  return norm(patches + out_proj(attended));
+}
+
+}  // namespace medsad::model

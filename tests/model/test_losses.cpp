@@ -1,0 +1,63 @@
+// Every loss against values computed by hand from its definition (design doc, Losses).
+#include <cmath>
+
+#include "model/losses.h"
+#include "test_support.h"
+
+using namespace medsad::model;
+
+TEST(ModelLosses, FocalByHand) {
+  // p = 0.8 on a lesion pixel: -(0.2^2) ln 0.8; p = 0.3 on a normal pixel: -(0.3^2) ln 0.7.
+  const auto prob = torch::tensor({0.8, 0.3}, torch::kFloat64).view({1, 1, 2});
+  const auto mask = torch::tensor({1.0, 0.0}, torch::kFloat64).view({1, 1, 2});
+  const double expected = (-(0.04) * std::log(0.8) - 0.09 * std::log(0.7)) / 2;
+  EXPECT_NEAR(loss_focal(prob, mask, 2.0).item<double>(), expected, 1e-12);
+  // gamma = 0 is plain BCE.
+  EXPECT_NEAR(loss_focal(prob, mask, 0.0).item<double>(), (-std::log(0.8) - std::log(0.7)) / 2, 1e-12);
+}
+
+TEST(ModelLosses, DiceByHand) {
+  // Image 1: p = [1, 0.5, 0, 0], y = [1, 1, 0, 0]: dice = (2*1.5 + 1) / (1.5 + 2 + 1) = 4/4.5.
+  // Image 2 (normal, empty mask): p = [0.5, 0, 0, 0]: dice = 1 / (0.5 + 1).
+  const auto prob = torch::tensor({1.0, 0.5, 0.0, 0.0, 0.5, 0.0, 0.0, 0.0}, torch::kFloat64).view({2, 2, 2});
+  const auto mask = torch::tensor({1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0}, torch::kFloat64).view({2, 2, 2});
+  const double expected = ((1 - 4.0 / 4.5) + (1 - 1.0 / 1.5)) / 2;
+  EXPECT_NEAR(loss_dice(prob, mask).item<double>(), expected, 1e-12);
+}
+
+TEST(ModelLosses, BceByHand) {
+  const auto p = torch::tensor({0.9, 0.2}, torch::kFloat64);
+  const auto y = torch::tensor({1, 0});
+  EXPECT_NEAR(loss_bce(p, y).item<double>(), (-std::log(0.9) - std::log(0.8)) / 2, 1e-12);
+}
+
+TEST(ModelLosses, MarginByHand) {
+  // cos(g, t_normal) = 0.6, cos(g, t_abnormal) = 0.8 for a normal image (y = 0), m = 0.2, s = 10:
+  // -log(e^{10(0.6-0.2)} / (e^{4} + e^{8})) = log(1 + e^4).
+  const auto text = torch::eye(2, torch::kFloat64);
+  const auto g = torch::tensor({0.6, 0.8}, torch::kFloat64).view({1, 2});
+  const auto y0 = torch::tensor({0});
+  EXPECT_NEAR(loss_margin(g, text, y0, 0.2, 10.0).item<double>(), std::log(1 + std::exp(4.0)), 1e-9);
+  // The same image labelled abnormal: -log(e^{6} / (e^{6} + e^{6})) = log 2.
+  EXPECT_NEAR(loss_margin(g, text, torch::tensor({1}), 0.2, 10.0).item<double>(), std::log(2.0), 1e-9);
+  // Margin 0 is the plain image-text cross-entropy, smaller than with a margin.
+  EXPECT_LT(loss_margin(g, text, torch::tensor({1}), 0.0, 10.0).item<double>(), std::log(2.0));
+}
+
+TEST(ModelLosses, TotalSkipsSegForAbnormalImagesWithoutMask) {
+  MedSadConfig config;
+  MedSadOutput out;
+  out.level_maps = {torch::full({2, 2, 2}, 0.5, torch::kFloat64)};
+  out.p_det = torch::tensor({0.5, 0.5}, torch::kFloat64);
+  out.global = torch::tensor({1.0, 0.0, 0.0, 1.0}, torch::kFloat64).view({2, 2});
+  out.text.global = torch::eye(2, torch::kFloat64);
+  const auto masks = torch::zeros({2, 2, 2}, torch::kFloat64);
+  const auto labels = torch::tensor({0, 1});
+  const auto no_masks = medsad_loss(out, masks, torch::tensor({false, false}), labels, config);
+  EXPECT_EQ(no_masks.seg.item<double>(), 0.0);
+  EXPECT_NEAR(no_masks.det.item<double>(), std::log(2.0), 1e-12);
+  const auto one_mask = medsad_loss(out, masks, torch::tensor({true, false}), labels, config);
+  const double focal = -0.25 * std::log(0.5), dice = 1 - 1.0 / 3.0;  // p = 0.5 on 4 normal pixels
+  EXPECT_NEAR(one_mask.seg.item<double>(), focal + dice, 1e-12);
+  EXPECT_NEAR(one_mask.total.item<double>(), focal + dice + std::log(2.0) + one_mask.margin.item<double>(), 1e-12);
+}
