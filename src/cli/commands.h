@@ -10,5 +10,8 @@ namespace medsad::cli {
 using Action = std::function<void()>;
 
 void setup_clip_commands(CLI::App& app, Action& action);
+void setup_train_command(CLI::App& app, Action& action);
+void setup_eval_command(CLI::App& app, Action& action);
+void setup_predict_command(CLI::App& app, Action& action);
 
 }  // namespace medsad::cli

@@ -29,6 +29,9 @@ int main(int argc, char** argv) {
 
   medsad::cli::Action action;
   medsad::cli::setup_clip_commands(app, action);
+  medsad::cli::setup_train_command(app, action);
+  medsad::cli::setup_eval_command(app, action);
+  medsad::cli::setup_predict_command(app, action);
 
   try {
     app.parse(argc, argv);

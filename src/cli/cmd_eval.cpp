@@ -1,0 +1,91 @@
+// `medsad eval`: a trained checkpoint on one split of a dataset: metrics.json, per_image.csv and,
+// with --save-maps, each anomaly map as a 16-bit PNG (value = score x 65535) at the image's size.
+#include <cstdio>
+#include <filesystem>
+
+#include <opencv2/imgcodecs.hpp>
+
+#include "cli/commands.h"
+#include "cli/dataset_options.h"
+#include "core/error.h"
+#include "core/file_io.h"
+#include "eval/evaluate.h"
+#include "model/checkpoint.h"
+
+namespace medsad::cli {
+namespace fs = std::filesystem;
+namespace {
+
+// A collision-free file name for an image's map: its path below the dataset root, '/' -> "__".
+std::string map_name(const std::string& image, const std::string& root) {
+  std::error_code ec;
+  fs::path rel = fs::relative(image, root.empty() ? fs::path(image).parent_path() : fs::path(root), ec);
+  if (ec || rel.empty() || rel.native().rfind("..", 0) == 0) rel = fs::path(image).filename();
+  std::string name = rel.replace_extension(".png").string();
+  for (size_t pos; (pos = name.find('/')) != std::string::npos;) name.replace(pos, 1, "__");
+  return name;
+}
+
+void save_map_png(const std::string& path, const torch::Tensor& map) {
+  const auto u16 = (map.clamp(0, 1) * 65535).round().to(torch::kInt32).to(torch::kFloat32).contiguous();
+  cv::Mat as_float(static_cast<int>(u16.size(0)), static_cast<int>(u16.size(1)), CV_32F, u16.data_ptr<float>());
+  cv::Mat out;
+  as_float.convertTo(out, CV_16U);
+  std::vector<uchar> bytes;
+  if (!cv::imencode(".png", out, bytes)) fail(path, "cannot encode the map as PNG");
+  write_file_atomic(path, bytes.data(), bytes.size());
+}
+
+}  // namespace
+
+void setup_eval_command(CLI::App& app, Action& action) {
+  struct Options {
+    std::string model, weights, bpe, split = "test", out;
+    DatasetOptions data;
+    bool save_maps = false;
+    int64_t batch = 8;
+  };
+  auto o = std::make_shared<Options>();
+  auto* cmd = app.add_subcommand("eval", "evaluate a trained model on a dataset split");
+  cmd->add_option("--model", o->model, "trained checkpoint (best.ckpt)")->required();
+  add_dataset_options(cmd, o->data);
+  cmd->add_option("--split", o->split, "train, valid or test (default test)")->check(CLI::IsMember({"train", "valid", "test"}));
+  cmd->add_option("--out", o->out, "output folder")->required();
+  cmd->add_option("--weights", o->weights, "CLIP backbone (default: the one recorded at training)");
+  cmd->add_option("--bpe", o->bpe, "CLIP vocabulary (default: the one recorded at training)");
+  cmd->add_option("--batch", o->batch, "batch size (default 8)")->check(CLI::Range(1, 4096));
+  cmd->add_flag("--save-maps", o->save_maps, "write each anomaly map as a 16-bit PNG");
+  auto* seed_option = cmd->get_option("--seed");
+  cmd->callback([&action, o, seed_option] {
+    action = [o, seed_option] {
+      auto trained = model::load_trained_model(o->model, o->weights, o->bpe);
+      auto spec = resolve_dataset_options(o->data);
+      // The splits must be the ones training carved: reuse its seed unless told otherwise.
+      if (seed_option->count() == 0) spec.seed = trained.info.training.value("seed", uint64_t(0));
+      const auto dataset = data::load_dataset(spec);
+      std::fprintf(stderr, "%s", data::dataset_summary(dataset).c_str());
+      const auto split = o->split == "train" ? data::Split::Train : o->split == "valid" ? data::Split::Valid
+                                                                                        : data::Split::Test;
+      const auto samples = dataset.split(split);
+      if (samples.empty()) fail(spec.root, "the " + o->split + " split is empty");
+      const auto results = eval::evaluate_samples(*trained.model, trained.preprocess, samples, o->batch, true);
+      const auto& calibration = trained.info.calibration;
+      fs::create_directories(o->out);
+      const auto metrics = eval::compute_metrics(results, calibration);
+      write_file_atomic((fs::path(o->out) / "metrics.json").string(), metrics.dump(2) + "\n");
+      eval::write_per_image_csv((fs::path(o->out) / "per_image.csv").string(), results, calibration);
+      if (o->save_maps) {
+        fs::create_directories(fs::path(o->out) / "maps");
+        for (const auto& r : results)
+          if (r.error.empty()) save_map_png((fs::path(o->out) / "maps" / map_name(r.path, spec.root)).string(), r.map);
+      }
+      int64_t skipped = 0;
+      for (const auto& r : results)
+        if (!r.error.empty()) std::fprintf(stderr, "medsad: error: %s (skipped)\n", r.error.c_str()), ++skipped;
+      std::printf("%s\n", metrics.dump().c_str());
+      if (skipped) fail("", std::to_string(skipped) + " of " + std::to_string(results.size()) + " images could not be read");
+    };
+  });
+}
+
+}  // namespace medsad::cli

@@ -1,0 +1,26 @@
+#include "cli/dataset_options.h"
+
+namespace medsad::cli {
+
+void add_dataset_options(CLI::App* app, DatasetOptions& o) {
+  app->add_option("--data", o.spec.root, "dataset root (BMAD/MVFA, BUSI) or CSV manifest");
+  app->add_option("--layout", o.layout, "auto, bmad, folder, busi or csv (default auto)");
+  app->add_option("--normal-dir", o.spec.normal_dir, "Folder layout: normal images");
+  app->add_option("--abnormal-dir", o.spec.abnormal_dir, "Folder layout: abnormal images");
+  app->add_option("--mask-dir", o.spec.mask_dir, "Folder layout: masks (same stem, optional _mask suffix)");
+  app->add_option("--valid-fraction", o.spec.valid_fraction, "carved from train where no validation split exists")
+      ->check(CLI::Range(0.0, 0.9));
+  app->add_option("--test-fraction", o.spec.test_fraction, "carved where no test split exists")
+      ->check(CLI::Range(0.0, 0.9));
+  app->add_option("--abnormal-budget", o.spec.abnormal_budget, "keep K labelled abnormal training images (-1: all)")
+      ->check(CLI::Range(int64_t(-1), int64_t(1) << 40));
+  app->add_option("--seed", o.spec.seed, "seed for split carving, budget, and training");
+}
+
+data::DatasetSpec resolve_dataset_options(const DatasetOptions& o) {
+  data::DatasetSpec spec = o.spec;
+  spec.layout = data::parse_layout(o.layout);
+  return spec;
+}
+
+}  // namespace medsad::cli

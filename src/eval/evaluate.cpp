@@ -1,0 +1,206 @@
+#include "eval/evaluate.h"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <iomanip>
+#include <limits>
+#include <sstream>
+
+#include "clip/preprocess.h"
+#include "core/error.h"
+#include "core/file_io.h"
+#include "data/image_io.h"
+#include "data/transforms.h"
+#include "eval/metrics.h"
+
+namespace medsad::eval {
+namespace {
+
+nlohmann::json number_or_null(double v) { return std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v); }
+
+}  // namespace
+
+std::vector<ImageResult> predict_images(model::MedSadClipImpl& model, const clip::ImagePreprocess& preprocess,
+                                        const std::vector<torch::Tensor>& images, int64_t batch_size) {
+  c10::InferenceMode inference;
+  const int64_t S = model.config.image_size;
+  std::vector<ImageResult> results(images.size());
+  for (size_t start = 0; start < images.size(); start += static_cast<size_t>(batch_size)) {
+    const size_t end = std::min(images.size(), start + static_cast<size_t>(batch_size));
+    std::vector<torch::Tensor> batch;
+    for (size_t i = start; i < end; ++i)
+      batch.push_back(clip::normalize_image(data::resize_image(images[i], S), preprocess));
+    const auto out = model.forward(torch::stack(batch), /*smooth=*/true);
+    for (size_t i = start; i < end; ++i) {
+      const auto j = static_cast<int64_t>(i - start);
+      results[i].score = out.score[j].item<double>();
+      results[i].map = data::resize_map(out.anomaly_map[j], images[i].size(1), images[i].size(2)).clone();
+    }
+  }
+  return results;
+}
+
+std::vector<ImageResult> evaluate_samples(model::MedSadClipImpl& model, const clip::ImagePreprocess& preprocess,
+                                          const std::vector<data::Sample>& samples, int64_t batch_size,
+                                          bool show_progress) {
+  std::vector<ImageResult> results;
+  const bool tty = show_progress && ::isatty(STDERR_FILENO);
+  for (size_t start = 0; start < samples.size(); start += static_cast<size_t>(batch_size)) {
+    const size_t end = std::min(samples.size(), start + static_cast<size_t>(batch_size));
+    std::vector<torch::Tensor> images;
+    std::vector<ImageResult> chunk;
+    for (size_t i = start; i < end; ++i) {
+      ImageResult r;
+      r.path = samples[i].image;
+      r.label = samples[i].label;
+      try {
+        auto rgb = read_image_rgb(samples[i].image);
+        if (!samples[i].mask.empty())
+          r.mask = data::read_mask(samples[i].mask, samples[i].image, rgb.size(1), rgb.size(2));
+        else if (samples[i].label == 0)
+          r.mask = torch::zeros({rgb.size(1), rgb.size(2)});  // a normal image has no lesion
+        images.push_back(rgb);
+      } catch (const Error& e) {
+        if (!samples[i].mask.empty() && e.path() == samples[i].mask) throw;
+        r.error = e.what();
+      }
+      chunk.push_back(std::move(r));
+    }
+    const auto preds = predict_images(model, preprocess, images, batch_size);
+    size_t k = 0;
+    for (auto& r : chunk) {
+      if (r.error.empty()) {
+        r.score = preds[k].score;
+        r.map = preds[k].map;
+        ++k;
+      }
+      results.push_back(std::move(r));
+    }
+    if (tty) std::fprintf(stderr, "\r  scoring %zu/%zu", end, samples.size());
+  }
+  if (tty) std::fprintf(stderr, "\n");
+  return results;
+}
+
+namespace {
+
+struct Pooled {
+  torch::Tensor scores, labels;  // image level, readable images only
+  std::vector<torch::Tensor> maps, masks;  // images with a known mask
+};
+
+Pooled pool(const std::vector<ImageResult>& results) {
+  Pooled p;
+  std::vector<double> scores;
+  std::vector<int64_t> labels;
+  for (const auto& r : results) {
+    if (!r.error.empty() || r.label < 0) continue;
+    scores.push_back(r.score);
+    labels.push_back(r.label);
+    if (r.mask.defined()) {
+      p.maps.push_back(r.map);
+      p.masks.push_back(r.mask);
+    }
+  }
+  p.scores = torch::tensor(scores, torch::kFloat64);
+  p.labels = torch::tensor(labels, torch::kInt64);
+  return p;
+}
+
+bool has_both_classes(const torch::Tensor& labels) {
+  return labels.numel() > 0 && labels.max().item<int64_t>() == 1 && labels.min().item<int64_t>() == 0;
+}
+
+}  // namespace
+
+model::Calibration calibrate(const std::vector<ImageResult>& results) {
+  model::Calibration c;
+  const auto p = pool(results);
+  if (!has_both_classes(p.labels)) return c;
+  c.image_threshold = metric_f1_max(p.scores, p.labels).threshold;
+  bool any_lesion = false;
+  for (const auto& m : p.masks) any_lesion = any_lesion || m.gt(0.5).any().item<bool>();
+  if (any_lesion) c.pixel_threshold = metric_dice_max(p.maps, p.masks).threshold;
+  c.calibrated = true;
+  return c;
+}
+
+nlohmann::json compute_metrics(const std::vector<ImageResult>& results, const model::Calibration& calibration) {
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const auto p = pool(results);
+  nlohmann::json image, pixel;
+  const bool both = has_both_classes(p.labels);
+  image["count"] = p.labels.numel();
+  image["abnormal"] = p.labels.numel() ? p.labels.sum().item<int64_t>() : 0;
+  image["auroc"] = number_or_null(both ? metric_auroc(p.scores, p.labels) : nan);
+  image["ap"] = number_or_null(both ? metric_average_precision(p.scores, p.labels) : nan);
+  image["f1_max"] = number_or_null(both ? metric_f1_max(p.scores, p.labels).value : nan);
+  const auto counts = p.labels.numel() ? confusion_at(p.scores, p.labels, calibration.image_threshold)
+                                       : ConfusionCounts{};
+  image["threshold"] = calibration.image_threshold;
+  image["sensitivity"] = number_or_null(counts.tp + counts.fn ? counts.sensitivity() : nan);
+  image["specificity"] = number_or_null(counts.tn + counts.fp ? counts.specificity() : nan);
+
+  bool any_lesion = false;
+  for (const auto& m : p.masks) any_lesion = any_lesion || m.gt(0.5).any().item<bool>();
+  pixel["images"] = p.masks.size();
+  if (any_lesion) {
+    std::vector<torch::Tensor> flat_maps, flat_masks;
+    for (size_t i = 0; i < p.maps.size(); ++i) {
+      flat_maps.push_back(p.maps[i].flatten());
+      flat_masks.push_back(p.masks[i].flatten());
+    }
+    const auto all_maps = torch::cat(flat_maps), all_masks = torch::cat(flat_masks).gt(0.5);
+    pixel["auroc"] = number_or_null(metric_auroc(all_maps, all_masks));
+    pixel["ap"] = number_or_null(metric_average_precision(all_maps, all_masks));
+    pixel["aupro_0.3"] = number_or_null(metric_aupro(p.maps, p.masks, 0.3));
+    pixel["dice_max"] = number_or_null(metric_dice_max(p.maps, p.masks).value);
+    double dice_sum = 0, iou_sum = 0;
+    int64_t n = 0;
+    for (size_t i = 0; i < p.maps.size(); ++i) {
+      if (!p.masks[i].gt(0.5).any().item<bool>()) continue;  // abnormal images with a lesion mask
+      const auto c = confusion_at(p.maps[i].flatten(), p.masks[i].flatten().gt(0.5), calibration.pixel_threshold);
+      dice_sum += c.dice();
+      iou_sum += c.iou();
+      ++n;
+    }
+    pixel["mean_dice"] = number_or_null(n ? dice_sum / n : nan);
+    pixel["mean_iou"] = number_or_null(n ? iou_sum / n : nan);
+  }
+  pixel["threshold"] = calibration.pixel_threshold;
+  int64_t skipped = 0;
+  for (const auto& r : results) skipped += !r.error.empty();
+  return {{"image", image}, {"pixel", pixel}, {"skipped_images", skipped}};
+}
+
+void write_per_image_csv(const std::string& path, const std::vector<ImageResult>& results,
+                         const model::Calibration& calibration) {
+  std::ostringstream csv;
+  csv << "path,label,score,decision,dice\n" << std::setprecision(9);
+  for (const auto& r : results) {
+    if (!r.error.empty()) continue;
+    std::string quoted = r.path;
+    if (quoted.find_first_of(",\"\n") != std::string::npos) {
+      std::string q = "\"";
+      for (char ch : quoted) q += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+      quoted = q + "\"";
+    }
+    csv << quoted << ',' << r.label << ',' << r.score << ',' << (r.score >= calibration.image_threshold ? 1 : 0) << ',';
+    if (r.mask.defined() && r.label == 1 && r.mask.gt(0.5).any().item<bool>())
+      csv << confusion_at(r.map.flatten(), r.mask.flatten().gt(0.5), calibration.pixel_threshold).dice();
+    csv << '\n';
+  }
+  write_file_atomic(path, csv.str());
+}
+
+double selection_score(const nlohmann::json& metrics) {
+  double sum = 0;
+  int n = 0;
+  for (const auto* v : {&metrics["image"]["auroc"], &metrics["pixel"]["auroc"]})
+    if (v->is_number()) sum += v->get<double>(), ++n;
+  return n ? sum / n : 0.0;
+}
+
+}  // namespace medsad::eval

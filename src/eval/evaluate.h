@@ -1,0 +1,49 @@
+// Running a trained model over samples, and the design's metrics, calibration and per-image
+// table computed from the results (design doc, "Metrics" and "Training and model selection").
+#pragma once
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "clip/config.h"
+#include "data/dataset.h"
+#include "model/checkpoint.h"
+#include "model/medsad_clip.h"
+
+namespace medsad::eval {
+
+struct ImageResult {
+  std::string path;
+  int label = -1;          // 0 normal, 1 abnormal, -1 unknown (prediction on a lone image)
+  double score = 0;        // image anomaly score in [0, 1]
+  torch::Tensor map;       // [H, W] anomaly map at the image's own size, in [0, 1]
+  torch::Tensor mask;      // [H, W] ground truth (0/1), undefined if none
+  std::string error;       // non-empty if the image could not be read; other fields unset
+};
+
+// Scores images (RGB [3, H, W] in [0, 1]) in batches; maps come back at each image's own size.
+std::vector<ImageResult> predict_images(model::MedSadClipImpl& model, const clip::ImagePreprocess& preprocess,
+                                        const std::vector<torch::Tensor>& images, int64_t batch_size = 8);
+
+// Reads and scores samples (with their masks). An unreadable image gets `error` set and the run
+// goes on; an unreadable or misshapen mask is an Error. `show_progress` draws a bar on a terminal.
+std::vector<ImageResult> evaluate_samples(model::MedSadClipImpl& model, const clip::ImagePreprocess& preprocess,
+                                          const std::vector<data::Sample>& samples, int64_t batch_size,
+                                          bool show_progress);
+
+// Image threshold maximising F1 and pixel threshold maximising pooled Dice, on these results.
+model::Calibration calibrate(const std::vector<ImageResult>& results);
+
+// Every metric of the design; NaN (JSON null) where the split lacks what a metric needs.
+nlohmann::json compute_metrics(const std::vector<ImageResult>& results, const model::Calibration& calibration);
+
+// path,label,score,decision,dice (dice empty where the image has no mask or is normal).
+void write_per_image_csv(const std::string& path, const std::vector<ImageResult>& results,
+                         const model::Calibration& calibration);
+
+// Model-selection score on validation: mean of image AUROC and pixel AUROC where available.
+double selection_score(const nlohmann::json& metrics);
+
+}  // namespace medsad::eval

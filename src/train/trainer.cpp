@@ -1,0 +1,260 @@
+#include "train/trainer.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <random>
+
+#include <spdlog/spdlog.h>
+
+#include "clip/preprocess.h"
+#include "clip/tokenizer.h"
+#include "clip/weights.h"
+#include "core/error.h"
+#include "core/file_io.h"
+#include "core/hash.h"
+#include "data/image_io.h"
+#include "data/transforms.h"
+#include "eval/evaluate.h"
+#include "model/checkpoint.h"
+#include "model/losses.h"
+#include "model/medsad_clip.h"
+
+namespace medsad::train {
+namespace fs = std::filesystem;
+namespace {
+
+// The training split held in memory at the model's input size (uint8 keeps 1000 images at
+// 224 px near 150 MB).
+struct TrainSet {
+  torch::Tensor images;    // [N, 3, S, S] uint8
+  torch::Tensor masks;     // [N, S, S] uint8 (zeros for normal images and missing masks)
+  torch::Tensor has_mask;  // [N] bool: normal, or abnormal with a mask
+  torch::Tensor labels;    // [N] int64
+};
+
+TrainSet load_train_set(const std::vector<data::Sample>& samples, int64_t S) {
+  TrainSet set;
+  const auto N = static_cast<int64_t>(samples.size());
+  set.images = torch::empty({N, 3, S, S}, torch::kUInt8);
+  set.masks = torch::zeros({N, S, S}, torch::kUInt8);
+  set.has_mask = torch::zeros({N}, torch::kBool);
+  set.labels = torch::zeros({N}, torch::kInt64);
+  for (int64_t i = 0; i < N; ++i) {
+    const auto& s = samples[static_cast<size_t>(i)];
+    const auto rgb = read_image_rgb(s.image);
+    set.images[i] = (data::resize_image(rgb, S) * 255).round().to(torch::kUInt8);
+    set.labels[i] = s.label;
+    if (!s.mask.empty()) {
+      set.masks[i] = data::resize_mask(data::read_mask(s.mask, s.image, rgb.size(1), rgb.size(2)), S).to(torch::kUInt8);
+      set.has_mask[i] = true;
+    } else {
+      set.has_mask[i] = s.label == 0;
+    }
+  }
+  return set;
+}
+
+// Seeded Fisher-Yates with our own index draw, identical across standard libraries.
+std::vector<int64_t> shuffled(int64_t n, uint64_t seed) {
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) order[static_cast<size_t>(i)] = i;
+  std::mt19937_64 rng(seed);
+  for (int64_t i = n - 1; i > 0; --i) std::swap(order[static_cast<size_t>(i)], order[rng() % static_cast<uint64_t>(i + 1)]);
+  return order;
+}
+
+// AdamW moments and step counts as checkpoint tensors "optim.<param>.{exp_avg,exp_avg_sq,step}".
+TensorMap optimizer_state(torch::optim::AdamW& optimizer, model::MedSadClipImpl& model) {
+  TensorMap out;
+  auto& states = optimizer.state();
+  for (const auto& p : model.named_parameters(true)) {
+    const auto it = states.find(c10::guts::to_string(p.value().unsafeGetTensorImpl()));
+    if (it == states.end()) continue;
+    auto& s = static_cast<torch::optim::AdamWParamState&>(*it->second);
+    out["optim." + p.key() + ".exp_avg"] = s.exp_avg();
+    out["optim." + p.key() + ".exp_avg_sq"] = s.exp_avg_sq();
+    out["optim." + p.key() + ".step"] = torch::tensor(s.step(), torch::kInt64);
+  }
+  return out;
+}
+
+void restore_optimizer(torch::optim::AdamW& optimizer, model::MedSadClipImpl& model, const TensorMap& tensors) {
+  for (const auto& p : model.named_parameters(true)) {
+    const auto avg = tensors.find("optim." + p.key() + ".exp_avg");
+    if (avg == tensors.end()) continue;
+    auto state = std::make_unique<torch::optim::AdamWParamState>();
+    state->exp_avg(avg->second.clone());
+    state->exp_avg_sq(tensors.at("optim." + p.key() + ".exp_avg_sq").clone());
+    state->step(tensors.at("optim." + p.key() + ".step").item<int64_t>());
+    optimizer.state()[c10::guts::to_string(p.value().unsafeGetTensorImpl())] = std::move(state);
+  }
+}
+
+std::string format_duration(double seconds) {
+  const int s = static_cast<int>(seconds);
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%d:%02d", s / 60, s % 60);
+  return buf;
+}
+
+}  // namespace
+
+void TrainOptions::validate() const {
+  if (weights.empty()) fail("", "--weights is required");
+  if (bpe.empty()) fail("", "--bpe is required");
+  if (out_dir.empty()) fail("", "--out is required");
+  if (epochs < 1 || epochs > 100000) fail("", "--epochs must be between 1 and 100000, got " + std::to_string(epochs));
+  if (batch_size < 1 || batch_size > 4096)
+    fail("", "--batch must be between 1 and 4096, got " + std::to_string(batch_size));
+  if (!(lr > 0 && lr < 10)) fail("", "--lr must be in (0, 10)");
+  if (!(weight_decay >= 0 && weight_decay < 1)) fail("", "--weight-decay must be in [0, 1)");
+}
+
+TrainSummary train(const TrainOptions& o) {
+  o.validate();
+  const auto dataset = data::load_dataset(o.data);
+  std::fprintf(stderr, "%s", data::dataset_summary(dataset).c_str());
+  const auto train_samples = dataset.split(data::Split::Train);
+  const auto valid_samples = dataset.split(data::Split::Valid);
+  if (train_samples.empty()) fail(o.data.root, "the training split is empty");
+  if (valid_samples.empty()) fail(o.data.root, "the validation split is empty");
+  int64_t train_abnormal = 0;
+  for (const auto& s : train_samples) train_abnormal += s.label;
+  if (train_abnormal == 0 || train_abnormal == static_cast<int64_t>(train_samples.size()))
+    fail(o.data.root, "the training split holds only " + std::string(train_abnormal ? "abnormal" : "normal") +
+                          " images; supervised training needs both classes");
+
+  fs::create_directories(o.out_dir);
+  const std::string last_path = (fs::path(o.out_dir) / "last.ckpt").string();
+  const std::string best_path = (fs::path(o.out_dir) / "best.ckpt").string();
+
+  const auto backbone = clip::read_clip_checkpoint(o.weights, o.hf_config);
+  const std::string backbone_sha = sha256_file(o.weights);
+  const auto tokenizer = clip::Tokenizer::from_bpe_file(o.bpe);
+  model::MedSadConfig config = o.model;
+  config.resolve(backbone.config.vision.layers, backbone.config.vision.image_size);
+  torch::manual_seed(o.seed);
+  model::MedSadClip model(clip::build_clip_model(backbone), tokenizer, config);
+
+  model::CheckpointInfo info;
+  info.config = config;
+  info.backbone_path = fs::absolute(o.weights).string();
+  info.backbone_sha256 = backbone_sha;
+  info.bpe_path = fs::absolute(o.bpe).string();
+  info.training = {{"epochs", o.epochs}, {"batch", o.batch_size}, {"lr", o.lr}, {"weight_decay", o.weight_decay},
+                   {"seed", o.seed}, {"augment", o.augment}, {"abnormal_budget", o.data.abnormal_budget}};
+  write_file_atomic((fs::path(o.out_dir) / "config.json").string(),
+                    nlohmann::json({{"model", config.to_json()}, {"training", info.training},
+                                    {"backbone", info.backbone_path}, {"backbone_sha256", backbone_sha},
+                                    {"bpe", info.bpe_path}, {"data", o.data.root}})
+                            .dump(2) + "\n");
+
+  auto params = model->parameters();
+  std::vector<torch::Tensor> trainable;
+  for (auto& p : params) if (p.requires_grad()) trainable.push_back(p);
+  torch::optim::AdamW optimizer(trainable, torch::optim::AdamWOptions(o.lr).weight_decay(o.weight_decay));
+
+  TrainSummary summary;
+  int64_t start_epoch = 0;
+  double best = -1;
+  if (o.resume) {
+    if (!fs::exists(last_path)) fail(last_path, "--resume: no last.ckpt to continue from");
+    const auto resumed = model::read_checkpoint_info(last_path);
+    if (resumed.backbone_sha256 != backbone_sha) fail(last_path, "--resume: trained on another backbone");
+    if (resumed.config.to_json() != config.to_json()) fail(last_path, "--resume: the model options differ from this run's");
+    const auto tensors = read_safetensors(last_path);
+    model::load_checkpoint_weights(last_path, tensors, *model);
+    restore_optimizer(optimizer, *model, tensors);
+    start_epoch = resumed.training.value("epoch", int64_t(0));
+    best = resumed.training.value("best_validation", -1.0);
+    summary.best_epoch = resumed.training.value("best_epoch", int64_t(0));
+    spdlog::info("resuming after epoch {}", start_epoch);
+  }
+
+  const int64_t S = config.image_size;
+  const auto set = load_train_set(train_samples, S);
+  const int64_t N = set.images.size(0);
+  const int64_t steps_per_epoch = (N + o.batch_size - 1) / o.batch_size;
+  const int64_t total_steps = steps_per_epoch * o.epochs;
+  const bool tty = ::isatty(STDERR_FILENO);
+  const auto started = std::chrono::steady_clock::now();
+  int64_t steps_done_here = 0;
+
+  for (int64_t epoch = start_epoch; epoch < o.epochs; ++epoch) {
+    torch::manual_seed(o.seed * 1000003 + static_cast<uint64_t>(epoch));  // resumable, reproducible augmentation
+    model->train();
+    const auto order = shuffled(N, o.seed * 7919 + static_cast<uint64_t>(epoch));
+    double loss_sum = 0;
+    for (int64_t step = 0; step < steps_per_epoch; ++step) {
+      const int64_t global_step = epoch * steps_per_epoch + step;
+      const double lr = o.lr * 0.5 * (1 + std::cos(M_PI * static_cast<double>(global_step) / total_steps));
+      for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+      const auto begin = order.begin() + step * o.batch_size;
+      const auto end = order.begin() + std::min(N, (step + 1) * o.batch_size);
+      const auto idx = torch::tensor(std::vector<int64_t>(begin, end));
+      auto images = set.images.index_select(0, idx).to(torch::kFloat32) / 255.0;
+      auto masks = set.masks.index_select(0, idx).to(torch::kFloat32);
+      if (o.augment) data::augment_batch(images, masks, {});
+      images = clip::normalize_image(images, backbone.preprocess);  // [B, 3, S, S]
+      const auto out = model->forward(images);
+      const auto terms = model::medsad_loss(out, masks, set.has_mask.index_select(0, idx),
+                                            set.labels.index_select(0, idx), config);
+      optimizer.zero_grad();
+      terms.total.backward();
+      torch::nn::utils::clip_grad_norm_(trainable, 1.0);
+      optimizer.step();
+      loss_sum += terms.total.item<double>();
+      ++steps_done_here;
+      if (tty) {
+        const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        const double eta = elapsed / steps_done_here * (total_steps - global_step - 1);
+        std::fprintf(stderr, "\repoch %lld/%lld  step %lld/%lld  loss %.4f  eta %s   ", (long long)epoch + 1,
+                     (long long)o.epochs, (long long)step + 1, (long long)steps_per_epoch, terms.total.item<double>(),
+                     format_duration(eta).c_str());
+      }
+    }
+    if (tty) std::fprintf(stderr, "\n");
+    const double epoch_loss = loss_sum / steps_per_epoch;
+    if (epoch == start_epoch) summary.first_epoch_loss = epoch_loss;
+    summary.last_epoch_loss = epoch_loss;
+
+    model->eval();
+    const auto results = eval::evaluate_samples(*model, backbone.preprocess, valid_samples, o.batch_size, false);
+    const auto metrics = eval::compute_metrics(results, model::Calibration{});
+    const double score = eval::selection_score(metrics);
+    const bool improved = score > best;
+    if (improved) {
+      best = score;
+      summary.best_epoch = epoch + 1;
+    }
+    info.training["epoch"] = epoch + 1;
+    info.training["best_validation"] = best;
+    info.training["best_epoch"] = summary.best_epoch;
+    info.training["loss"] = epoch_loss;
+    save_checkpoint(last_path, *model, info, optimizer_state(optimizer, *model));
+    if (improved) save_checkpoint(best_path, *model, info);
+    spdlog::info("epoch {}/{}: loss {:.4f}, validation score {:.4f}{}", epoch + 1, o.epochs, epoch_loss, score,
+                 improved ? " (best)" : "");
+    summary.epochs_run = epoch + 1;
+  }
+  summary.best_validation = best;
+
+  // Calibrate the best model on validation and store the thresholds in best.ckpt.
+  const auto best_tensors = read_safetensors(best_path);
+  auto best_info = model::read_checkpoint_info(best_path);
+  model::load_checkpoint_weights(best_path, best_tensors, *model);
+  model->eval();
+  const auto results = eval::evaluate_samples(*model, backbone.preprocess, valid_samples, o.batch_size, false);
+  best_info.calibration = eval::calibrate(results);
+  if (!best_info.calibration.calibrated)
+    spdlog::warn("validation split lacks a class: thresholds left at 0.5 (uncalibrated)");
+  save_checkpoint(best_path, *model, best_info);
+  spdlog::info("best epoch {} (validation score {:.4f}); image threshold {:.4f}, pixel threshold {:.4f}",
+               summary.best_epoch, best, best_info.calibration.image_threshold, best_info.calibration.pixel_threshold);
+  return summary;
+}
+
+}  // namespace medsad::train

@@ -1,0 +1,40 @@
+// Supervised training of MedSAD-CLIP (design doc, "Training and model selection"): AdamW on the
+// adapters, TPCA and prompt context only, cosine decay, augmentation; the checkpoint kept is the
+// best on the validation split (never test); then calibration on validation.
+#pragma once
+#include <string>
+
+#include "data/dataset.h"
+#include "model/config.h"
+
+namespace medsad::train {
+
+struct TrainOptions {
+  std::string weights;          // CLIP backbone checkpoint
+  std::string hf_config;        // Hugging Face config.json, if not beside the weights
+  std::string bpe;              // CLIP vocabulary
+  std::string out_dir;          // runs/NAME: config.json, last.ckpt, best.ckpt
+  data::DatasetSpec data;
+  model::MedSadConfig model;
+  int64_t epochs = 20;
+  int64_t batch_size = 8;
+  double lr = 1e-3;
+  double weight_decay = 1e-4;
+  bool augment = true;
+  uint64_t seed = 0;
+  bool resume = false;          // continue from out_dir/last.ckpt
+
+  void validate() const;
+};
+
+struct TrainSummary {
+  int64_t epochs_run = 0;
+  double first_epoch_loss = 0, last_epoch_loss = 0;
+  double best_validation = 0;
+  int64_t best_epoch = 0;
+};
+
+// Runs training to completion, writing checkpoints atomically. Throws Error on bad input.
+TrainSummary train(const TrainOptions& options);
+
+}  // namespace medsad::train
