@@ -188,3 +188,31 @@ TEST(ModelMedSad, GaussianSmoothingKeepsMassAndShape) {
   EXPECT_NEAR(smoothed.sum().item<float>(), 1.0f, 1e-4);
   EXPECT_NEAR(smoothed[0][10][10].item<float>(), 1.0 / (2 * M_PI * 4.0), 2e-3);  // 2-D Gaussian peak
 }
+
+TEST(ModelMedSad, AdaptersMixTheirResidualsIntoTheStream) {
+  // Recompute the Det branch's global feature by hand: the level-2 adapters must see
+  // block2((1 - 2b) z1 + b r_seg + b r_det), not the plain CLIP stream.
+  auto& f = fixture();
+  auto config = small_config();
+  config.tap_blocks = {1, 2};
+  config.use_tpca = false;
+  config.adapter_beta = 0.1;
+  MedSadClip model(f.clip, *f.tokenizer, config);
+  torch::NoGradGuard no_grad;
+  const auto images = torch::randn({2, 3, 64, 64});
+  const auto out = model->forward(images);
+  auto seg = [&](size_t i) { return model->seg_adapters[i]->as<ImageAdapterImpl>(); };
+  auto det = [&](size_t i) { return model->det_adapters[i]->as<ImageAdapterImpl>(); };
+  auto& visual = f.clip->visual;
+  auto z = visual->transformer->blocks[0](visual->embed(images));
+  const auto d1 = det(0)->forward(z);
+  z = 0.8 * z + 0.1 * seg(0)->forward(z).residual + 0.1 * d1.residual;
+  z = visual->transformer->blocks[1](z);
+  const auto d2 = det(1)->forward(z);
+  auto g = (d1.hidden.select(1, 0) + d2.hidden.select(1, 0)) / 2;
+  g = g / g.norm(2, 1, true);
+  EXPECT_TRUE(torch::allclose(out.global, g, 1e-5, 1e-6));
+  // Without the mix (beta 0) the second level sees the plain stream, and g differs.
+  model->config.adapter_beta = 0.0;
+  EXPECT_FALSE(torch::allclose(model->forward(images).global, g, 1e-5, 1e-6));
+}
