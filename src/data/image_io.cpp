@@ -9,17 +9,23 @@
 
 namespace medsad {
 
-torch::Tensor read_image_rgb(const std::string& path) {
+cv::Mat decode_image_file(const std::string& path, const std::string& what) {
   std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) fail(path, "no such file");
-  if (std::filesystem::is_directory(path, ec)) fail(path, "is a directory, expected an image file");
+  if (!std::filesystem::exists(path, ec)) fail(path, what == "image" ? "no such file" : "no such " + what + " file");
+  if (std::filesystem::is_directory(path, ec))
+    fail(path, what == "image" ? "is a directory, expected an image file" : "is a directory, expected a " + what + " image");
   cv::Mat image;
   try {
     image = cv::imread(path, cv::IMREAD_UNCHANGED);
   } catch (const cv::Exception&) {
     image.release();
   }
-  if (image.empty()) fail(path, "cannot decode the image (corrupt, truncated or not a PNG/JPEG/TIFF/BMP file)");
+  if (image.empty()) fail(path, "cannot decode the " + what + " (corrupt, truncated or not a PNG/JPEG/TIFF/BMP file)");
+  return image;
+}
+
+torch::Tensor read_image_rgb(const std::string& path) {
+  const cv::Mat image = decode_image_file(path, "image");
 
   double scale = 1.0;
   switch (image.depth()) {

@@ -3,9 +3,14 @@
 #pragma once
 #include <string>
 
+#include <opencv2/core.hpp>
 #include <torch/torch.h>
 
 namespace medsad {
+
+// Decodes an image file as stored (any depth and channel count). `what` names it in errors
+// ("image", "mask"). Throws Error(path, ...) if missing, a directory, or not decodable.
+cv::Mat decode_image_file(const std::string& path, const std::string& what);
 
 // Returns float32 [3, H, W] RGB in [0, 1] (grey replicated to 3 channels, alpha dropped,
 // 16-bit scaled by 1/65535). Throws Error(path, ...) if missing or not a decodable image.

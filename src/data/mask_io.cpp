@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/file_io.h"
+#include "data/image_io.h"
 
 namespace medsad::data {
 namespace {
@@ -14,17 +15,7 @@ std::string size_text(int64_t height, int64_t width) { return std::to_string(hei
 
 // The mask at `path` as CV_8UC1 holding 0 or 1.
 cv::Mat read_binary(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) fail(path, "no such mask file");
-  if (std::filesystem::is_directory(path, ec)) fail(path, "is a directory, expected a mask image");
-  cv::Mat raw;
-  try {
-    raw = cv::imread(path, cv::IMREAD_UNCHANGED);
-  } catch (const cv::Exception&) {
-    raw.release();
-  }
-  if (raw.empty()) fail(path, "cannot decode the mask (corrupt, truncated or not a PNG/JPEG/TIFF/BMP file)");
-
+  const cv::Mat raw = decode_image_file(path, "mask");
   // Colour channels only: grey+alpha keeps channel 0, BGRA keeps B, G, R.
   std::vector<cv::Mat> channels;
   cv::split(raw, channels);
