@@ -9,6 +9,7 @@ packages=(
   libopencv-dev libicu-dev
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   libgtest-dev zlib1g-dev libssl-dev
+  libnifti-dev mricron-data               # NIfTI volumes; the Colin27 T1 the lesion benchmark is made from
   python3 python3-torch python3-numpy python3-pil python3-regex  # independent references (tests/, bench/)
 )
 

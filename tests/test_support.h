@@ -33,6 +33,13 @@ class ScratchDir {
   std::filesystem::path path_;
 };
 
+// `text` single-quoted for the shell (embedded quotes escaped), for run_medsad's ARGS.
+inline std::string quote(const std::string& text) {
+  std::string out = "'";
+  for (char c : text) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
 struct CommandResult {
   int exit_code = -1;
   std::string out;  // stdout

@@ -1,15 +1,19 @@
-// `medsad eval`: a trained checkpoint on one split of a dataset: metrics.json, per_image.csv and,
-// with --save-maps, each anomaly map as a 16-bit PNG (value = score x 65535) at the image's size.
+// `medsad eval`: a trained checkpoint on one split of a dataset: metrics.json, per_image.csv;
+// with --save-maps, each anomaly map as a 16-bit PNG (value = score x 65535) at the image's size;
+// with --cases K, picture panels of the K best and K worst segmented lesions and of the K
+// highest-scoring normal images (the likeliest false alarms).
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
-
-#include <opencv2/imgcodecs.hpp>
 
 #include "cli/commands.h"
 #include "cli/dataset_options.h"
 #include "core/error.h"
 #include "core/file_io.h"
+#include "core/runtime.h"
+#include "data/image_io.h"
 #include "eval/evaluate.h"
+#include "eval/visualize.h"
 #include "model/checkpoint.h"
 
 namespace medsad::cli {
@@ -31,9 +35,44 @@ void save_map_png(const std::string& path, const torch::Tensor& map) {
   cv::Mat as_float(static_cast<int>(u16.size(0)), static_cast<int>(u16.size(1)), CV_32F, u16.data_ptr<float>());
   cv::Mat out;
   as_float.convertTo(out, CV_16U);
-  std::vector<uchar> bytes;
-  if (!cv::imencode(".png", out, bytes)) fail(path, "cannot encode the map as PNG");
-  write_file_atomic(path, bytes.data(), bytes.size());
+  write_png(path, out);
+}
+
+// cases/best_NN.png, worst_NN.png (abnormal images by Dice) and normal_NN.png (normal images by
+// score, highest first), each an image | ground truth | prediction panel with a caption.
+void write_case_panels(const fs::path& dir, const std::vector<eval::ImageResult>& results,
+                       const model::Calibration& calibration, int64_t k) {
+  std::vector<std::pair<double, size_t>> abnormal, normal;
+  for (size_t i = 0; i < results.size(); ++i) {
+    if (const auto dice = eval::lesion_dice(results[i], calibration.pixel_threshold)) abnormal.emplace_back(*dice, i);
+    else if (results[i].error.empty() && results[i].label == 0) normal.emplace_back(results[i].score, i);
+  }
+  std::sort(abnormal.rbegin(), abnormal.rend());
+  std::sort(normal.rbegin(), normal.rend());
+  fs::create_directories(dir);
+  auto write = [&](const std::string& name, size_t i, const std::string& what) {
+    const auto& r = results[i];
+    char caption[160];
+    std::snprintf(caption, sizeof caption, "%s  score %.3f (%s)", what.c_str(), r.score,
+                  r.score >= calibration.image_threshold ? "abnormal" : "normal");
+    const auto panel = eval::case_panel(read_image_rgb(r.path), r.map, r.mask, calibration.pixel_threshold, caption);
+    write_png((dir / name).string(), panel);
+  };
+  const auto n = static_cast<size_t>(k);
+  char name[32], what[64];
+  for (size_t j = 0; j < std::min(n, abnormal.size()); ++j) {
+    std::snprintf(name, sizeof name, "best_%02zu.png", j + 1);
+    std::snprintf(what, sizeof what, "Dice %.2f", abnormal[j].first);
+    write(name, abnormal[j].second, what);
+    const auto& worst = abnormal[abnormal.size() - 1 - j];
+    std::snprintf(name, sizeof name, "worst_%02zu.png", j + 1);
+    std::snprintf(what, sizeof what, "Dice %.2f", worst.first);
+    write(name, worst.second, what);
+  }
+  for (size_t j = 0; j < std::min(n, normal.size()); ++j) {
+    std::snprintf(name, sizeof name, "normal_%02zu.png", j + 1);
+    write(name, normal[j].second, "normal image");
+  }
 }
 
 }  // namespace
@@ -43,7 +82,8 @@ void setup_eval_command(CLI::App& app, Action& action) {
     std::string model, weights, bpe, split = "test", out;
     DatasetOptions data;
     bool save_maps = false;
-    int64_t batch = 8;
+    int64_t batch = 8, cases = 0;
+    std::string precision = "auto";
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("eval", "evaluate a trained model on a dataset split");
@@ -54,11 +94,17 @@ void setup_eval_command(CLI::App& app, Action& action) {
   cmd->add_option("--weights", o->weights, "CLIP backbone (default: the one recorded at training)");
   cmd->add_option("--bpe", o->bpe, "CLIP vocabulary (default: the one recorded at training)");
   cmd->add_option("--batch", o->batch, "batch size (default 8)")->check(CLI::Range(1, 4096));
+  cmd->add_option("--precision", o->precision,
+                  "backbone matrix products: fp32, bf16, or auto (bf16 where the CPU has native bf16)")
+      ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
   cmd->add_flag("--save-maps", o->save_maps, "write each anomaly map as a 16-bit PNG");
+  cmd->add_option("--cases", o->cases, "picture panels of the K best and worst lesions and top-scoring normals")
+      ->check(CLI::Range(0, 1000));
   auto* seed_option = cmd->get_option("--seed");
   cmd->callback([&action, o, seed_option] {
     action = [o, seed_option] {
       auto trained = model::load_trained_model(o->model, o->weights, o->bpe);
+      trained.model->backbone->set_compute_dtype(resolve_precision(o->precision));
       auto spec = resolve_dataset_options(o->data);
       // The splits must be the ones training carved: reuse its seed unless told otherwise.
       if (seed_option->count() == 0) spec.seed = trained.info.training.value("seed", uint64_t(0));
@@ -79,6 +125,7 @@ void setup_eval_command(CLI::App& app, Action& action) {
         for (const auto& r : results)
           if (r.error.empty()) save_map_png((fs::path(o->out) / "maps" / map_name(r.path, spec.root)).string(), r.map);
       }
+      if (o->cases > 0) write_case_panels(fs::path(o->out) / "cases", results, calibration, o->cases);
       int64_t skipped = 0;
       for (const auto& r : results)
         if (!r.error.empty()) std::fprintf(stderr, "medsad: error: %s (skipped)\n", r.error.c_str()), ++skipped;

@@ -5,50 +5,24 @@
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
-#include <opencv2/imgcodecs.hpp>
-#include <opencv2/imgproc.hpp>
 
 #include "cli/commands.h"
 #include "core/error.h"
-#include "core/file_io.h"
+#include "core/runtime.h"
 #include "data/image_io.h"
 #include "eval/evaluate.h"
+#include "eval/visualize.h"
 #include "model/checkpoint.h"
 
 namespace medsad::cli {
 namespace fs = std::filesystem;
-namespace {
-
-cv::Mat to_mat_u8(const torch::Tensor& hw) {  // [H, W] in [0, 1] -> CV_8U
-  const auto u8 = (hw.clamp(0, 1) * 255).round().to(torch::kUInt8).contiguous();
-  return cv::Mat(static_cast<int>(u8.size(0)), static_cast<int>(u8.size(1)), CV_8U, u8.data_ptr<uint8_t>()).clone();
-}
-
-void write_png(const std::string& path, const cv::Mat& image) {
-  std::vector<uchar> bytes;
-  if (!cv::imencode(".png", image, bytes)) fail(path, "cannot encode PNG");
-  write_file_atomic(path, bytes.data(), bytes.size());
-}
-
-// Grey image under a JET heat map of the anomaly map, the predicted outline in white.
-cv::Mat overlay(const torch::Tensor& rgb, const torch::Tensor& map, const cv::Mat& mask) {
-  cv::Mat grey = to_mat_u8(rgb.mean(0)), grey_bgr, heat, blended;
-  cv::cvtColor(grey, grey_bgr, cv::COLOR_GRAY2BGR);
-  cv::applyColorMap(to_mat_u8(map), heat, cv::COLORMAP_JET);
-  cv::addWeighted(grey_bgr, 0.55, heat, 0.45, 0, blended);
-  std::vector<std::vector<cv::Point>> contours;
-  cv::findContours(mask.clone(), contours, cv::RETR_EXTERNAL, cv::CHAIN_APPROX_NONE);
-  cv::drawContours(blended, contours, -1, cv::Scalar(255, 255, 255), std::max(1, grey.cols / 200));
-  return blended;
-}
-
-}  // namespace
 
 void setup_predict_command(CLI::App& app, Action& action) {
   struct Options {
     std::string model, weights, bpe, out;
     std::vector<std::string> images;
     int64_t batch = 8;
+    std::string precision = "auto";
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("predict", "score single images with a trained model");
@@ -58,9 +32,13 @@ void setup_predict_command(CLI::App& app, Action& action) {
   cmd->add_option("--weights", o->weights, "CLIP backbone (default: the one recorded at training)");
   cmd->add_option("--bpe", o->bpe, "CLIP vocabulary (default: the one recorded at training)");
   cmd->add_option("--batch", o->batch, "batch size (default 8)")->check(CLI::Range(1, 4096));
+  cmd->add_option("--precision", o->precision,
+                  "backbone matrix products: fp32, bf16, or auto (bf16 where the CPU has native bf16)")
+      ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
   cmd->callback([&action, o] {
     action = [o] {
       auto trained = model::load_trained_model(o->model, o->weights, o->bpe);
+      trained.model->backbone->set_compute_dtype(resolve_precision(o->precision));
       const auto& calibration = trained.info.calibration;
       if (!o->out.empty()) fs::create_directories(o->out);
       int64_t failed = 0;
@@ -87,9 +65,9 @@ void setup_predict_command(CLI::App& app, Action& action) {
           std::printf("%s\n", line.dump().c_str());
           if (o->out.empty()) continue;
           const std::string stem = fs::path(paths[i]).stem().string();
-          const cv::Mat mask = to_mat_u8(lesion.to(torch::kFloat32));
+          const cv::Mat mask = eval::to_mat_u8(lesion.to(torch::kFloat32));
           write_png((fs::path(o->out) / (stem + "_mask.png")).string(), mask);
-          write_png((fs::path(o->out) / (stem + "_overlay.png")).string(), overlay(images[i], results[i].map, mask));
+          write_png((fs::path(o->out) / (stem + "_overlay.png")).string(), eval::anomaly_overlay(images[i], results[i].map, mask));
         }
         std::fflush(stdout);
       }

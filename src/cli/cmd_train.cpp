@@ -4,6 +4,7 @@
 #include "cli/commands.h"
 #include "cli/dataset_options.h"
 #include "core/error.h"
+#include "core/runtime.h"
 #include "train/trainer.h"
 
 namespace medsad::cli {
@@ -12,7 +13,7 @@ void setup_train_command(CLI::App& app, Action& action) {
   struct Options {
     train::TrainOptions train;
     DatasetOptions data;
-    std::string prompts = "learned";
+    std::string prompts = "learned", precision = "auto";
     bool no_tpca = false, no_adapters = false, no_augment = false;
   };
   auto o = std::make_shared<Options>();
@@ -20,15 +21,30 @@ void setup_train_command(CLI::App& app, Action& action) {
   auto* cmd = app.add_subcommand("train", "train MedSAD-CLIP on labelled normal and abnormal images");
   add_dataset_options(cmd, o->data);
   cmd->add_option("--object", m.object, "organ/modality phrase for the prompts, e.g. \"brain MRI\"")->required();
-  cmd->add_option("--weights", o->train.weights, "CLIP backbone checkpoint")->required();
+  cmd->add_option("--weights", o->train.weights,
+                  "CLIP backbone checkpoint, or none: a small CLIP-architecture backbone trained from scratch")
+      ->required();
   cmd->add_option("--hf-config", o->train.hf_config, "Hugging Face config.json (default: beside the weights)");
-  cmd->add_option("--bpe", o->train.bpe, "bpe_simple_vocab_16e6.txt.gz")->required();
+  cmd->add_option("--bpe", o->train.bpe, "bpe_simple_vocab_16e6.txt.gz (required with CLIP weights; "
+                                         "without it --weights none uses a byte-level tokenizer)");
+  auto& sc = o->train.scratch;
+  cmd->add_option("--scratch-width", sc.width, "--weights none: image tower width (default 192)");
+  cmd->add_option("--scratch-layers", sc.layers, "--weights none: image tower blocks (default 4)");
+  cmd->add_option("--scratch-patch", sc.patch_size, "--weights none: convolutional stem stride (default 8)")
+      ->check(CLI::IsMember({2, 4, 8, 16, 32}));
+  cmd->add_option("--scratch-text-width", sc.text_width, "--weights none: text tower width (default 128)");
+  cmd->add_option("--scratch-text-layers", sc.text_layers, "--weights none: text tower blocks (default 2)");
+  cmd->add_option("--scratch-embed", sc.embed_dim, "--weights none: joint embedding width (default 128)");
+  cmd->add_option("--warmup", o->train.warmup_steps, "linear learning-rate warm-up steps (default 0)");
+  cmd->add_option("--precision", o->precision,
+                  "backbone matrix products: fp32, bf16, or auto (bf16 where the CPU has native bf16)")
+      ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
   cmd->add_option("--out", o->train.out_dir, "run folder (config.json, last.ckpt, best.ckpt)")->required();
   cmd->add_option("--epochs", o->train.epochs, "epochs (default 20)");
   cmd->add_option("--batch", o->train.batch_size, "batch size (default 8)");
   cmd->add_option("--lr", o->train.lr, "AdamW learning rate, cosine-decayed (default 1e-3)");
   cmd->add_option("--weight-decay", o->train.weight_decay, "AdamW weight decay (default 1e-4)");
-  cmd->add_option("--image-size", m.image_size, "model input side (default: the backbone's)");
+  cmd->add_option("--image-size", m.image_size, "model input side (default: the backbone's; 128 for --weights none)");
   cmd->add_option("--tap-blocks", m.tap_blocks, "1-based blocks with adapters (default: 4 evenly spaced)");
   cmd->add_option("--prompt-length", m.prompt_length, "learnable context vectors per class (default 8)");
   cmd->add_option("--prompts", o->prompts, "learned or fixed (template ensemble)")
@@ -53,6 +69,8 @@ void setup_train_command(CLI::App& app, Action& action) {
       options.model.use_tpca = !o->no_tpca;
       options.model.use_adapters = !o->no_adapters;
       options.augment = !o->no_augment;
+      options.precision = resolve_precision(o->precision);
+      if (options.weights == "none" && options.model.image_size > 0) options.scratch.image_size = options.model.image_size;
       const auto summary = train::train(options);
       std::printf("{\"epochs\": %lld, \"first_epoch_loss\": %.6f, \"last_epoch_loss\": %.6f, "
                   "\"best_epoch\": %lld, \"best_validation\": %.6f}\n",

@@ -13,5 +13,7 @@ void setup_clip_commands(CLI::App& app, Action& action);
 void setup_train_command(CLI::App& app, Action& action);
 void setup_eval_command(CLI::App& app, Action& action);
 void setup_predict_command(CLI::App& app, Action& action);
+void setup_synth_command(CLI::App& app, Action& action);
+void setup_baseline_command(CLI::App& app, Action& action);
 
 }  // namespace medsad::cli

@@ -11,4 +11,9 @@ ClipModelImpl::ClipModelImpl(const ClipConfig& cfg) : config(cfg) {
   logit_scale = register_parameter("logit_scale", torch::tensor(std::log(1.0 / 0.07), torch::kFloat32));
 }
 
+void ClipModelImpl::set_compute_dtype(torch::Dtype dtype) {
+  visual->set_compute_dtype(dtype);
+  text->transformer->set_compute_dtype(dtype);
+}
+
 }  // namespace medsad::clip

@@ -15,6 +15,9 @@ struct ClipModelImpl : torch::nn::Module {
 
   torch::Tensor encode_image(const torch::Tensor& images) { return visual(images); }  // [B,3,H,W] -> [B,E]
   torch::Tensor encode_text(const torch::Tensor& tokens) { return text(tokens); }     // [K,L] -> [K,E]
+  // Matrix products and convolutions of both towers in `dtype` (fp32 or bf16); parameters,
+  // LayerNorms, softmax accumulation and outputs stay fp32.
+  void set_compute_dtype(torch::Dtype dtype);
 
   ClipConfig config;
   VisionTransformer visual{nullptr};

@@ -23,6 +23,9 @@ void ClipVisionConfig::validate() const {
   if (image_size < patch_size)
     fail("", "vision config: image_size " + std::to_string(image_size) + " is smaller than the patch " +
                  std::to_string(patch_size));
+  if (stem == PatchStem::ConvStack && (patch_size < 2 || patch_size > 32 || (patch_size & (patch_size - 1)) != 0))
+    fail("", "vision config: a convolutional stem needs a power-of-two patch size from 2 to 32, got " +
+                 std::to_string(patch_size));
 }
 
 void ClipTextConfig::validate() const {
@@ -43,7 +46,7 @@ void ClipConfig::validate() const {
 std::string ClipVisionConfig::to_string() const {
   std::ostringstream s;
   s << "ViT width " << width << ", " << layers << " blocks, " << heads << " heads, mlp " << mlp_width << ", patch "
-    << patch_size << ", input " << image_size << " (" << grid_size() << "x" << grid_size() << " patches)";
+    << patch_size << (stem == PatchStem::ConvStack ? " (convolutional stem)" : "") << ", input " << image_size << " (" << grid_size() << "x" << grid_size() << " patches)";
   return s.str();
 }
 
@@ -59,6 +62,47 @@ std::string ClipConfig::to_string() const {
   s << "image: " << vision.to_string() << "\ntext: " << text.to_string() << "\nembedding: " << embed_dim
     << ", activation " << (activation == Activation::QuickGelu ? "QuickGELU" : "GELU");
   return s.str();
+}
+
+nlohmann::json ClipConfig::to_json() const {
+  return {{"vision", {{"width", vision.width}, {"layers", vision.layers}, {"heads", vision.heads},
+                      {"mlp_width", vision.mlp_width}, {"patch_size", vision.patch_size},
+                      {"image_size", vision.image_size},
+                      {"stem", vision.stem == PatchStem::ConvStack ? "conv_stack" : "conv"}}},
+          {"text", {{"width", text.width}, {"layers", text.layers}, {"heads", text.heads},
+                    {"mlp_width", text.mlp_width}, {"context_length", text.context_length},
+                    {"vocab_size", text.vocab_size}}},
+          {"embed_dim", embed_dim},
+          {"activation", activation == Activation::QuickGelu ? "quick_gelu" : "gelu"},
+          {"layer_norm_eps", layer_norm_eps}};
+}
+
+ClipConfig ClipConfig::from_json(const nlohmann::json& j) {
+  ClipConfig c;
+  try {
+    const auto& v = j.at("vision");
+    c.vision.width = v.at("width").get<int64_t>();
+    c.vision.layers = v.at("layers").get<int64_t>();
+    c.vision.heads = v.at("heads").get<int64_t>();
+    c.vision.mlp_width = v.at("mlp_width").get<int64_t>();
+    c.vision.patch_size = v.at("patch_size").get<int64_t>();
+    c.vision.image_size = v.at("image_size").get<int64_t>();
+    c.vision.stem = v.at("stem").get<std::string>() == "conv_stack" ? PatchStem::ConvStack : PatchStem::Conv;
+    const auto& t = j.at("text");
+    c.text.width = t.at("width").get<int64_t>();
+    c.text.layers = t.at("layers").get<int64_t>();
+    c.text.heads = t.at("heads").get<int64_t>();
+    c.text.mlp_width = t.at("mlp_width").get<int64_t>();
+    c.text.context_length = t.at("context_length").get<int64_t>();
+    c.text.vocab_size = t.at("vocab_size").get<int64_t>();
+    c.embed_dim = j.at("embed_dim").get<int64_t>();
+    c.activation = j.at("activation").get<std::string>() == "gelu" ? Activation::Gelu : Activation::QuickGelu;
+    c.layer_norm_eps = j.at("layer_norm_eps").get<double>();
+  } catch (const nlohmann::json::exception& e) {
+    fail("", std::string("malformed CLIP config (") + e.what() + ")");
+  }
+  c.validate();
+  return c;
 }
 
 }  // namespace medsad::clip

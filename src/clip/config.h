@@ -4,9 +4,16 @@
 #include <cstdint>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 namespace medsad::clip {
 
 enum class Activation { QuickGelu, Gelu };  // OpenAI CLIP uses QuickGELU: x * sigmoid(1.702 x)
+
+// How pixels become patch tokens. CLIP checkpoints use one patch_size x patch_size convolution.
+// A backbone trained from scratch on little data optimises far better with a small strided
+// convolutional stem (log2(patch_size) 3x3 stride-2 convolutions with GELU between them).
+enum class PatchStem { Conv, ConvStack };
 
 struct ClipVisionConfig {
   int64_t width = 768;        // residual width D
@@ -15,6 +22,7 @@ struct ClipVisionConfig {
   int64_t mlp_width = 3072;   // hidden width of each block's MLP
   int64_t patch_size = 16;    // square patch side, pixels
   int64_t image_size = 224;   // native input side; position embeddings are stored for this grid
+  PatchStem stem = PatchStem::Conv;
 
   int64_t grid_size() const { return image_size / patch_size; }
   void validate() const;
@@ -42,6 +50,8 @@ struct ClipConfig {
 
   void validate() const;
   std::string to_string() const;
+  nlohmann::json to_json() const;
+  static ClipConfig from_json(const nlohmann::json& j);  // throws Error on a malformed config
 };
 
 // CLIP's image normalisation; the weight bundle carries it (Hugging Face checkpoints may differ).

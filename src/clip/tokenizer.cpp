@@ -529,9 +529,24 @@ std::vector<int32_t> Tokenizer::bpe(const std::string& piece) const {
   return ids;
 }
 
+Tokenizer Tokenizer::byte_level() {
+  Tokenizer tok;
+  tok.byte_level_ = true;
+  for (int b = 0; b < 256; ++b) tok.id_bytes_.emplace_back(1, static_cast<char>(b));
+  tok.sot_ = 256;
+  tok.id_bytes_.push_back("<|startoftext|>");
+  tok.eot_ = 257;
+  tok.id_bytes_.push_back("<|endoftext|>");
+  return tok;
+}
+
 std::vector<int64_t> Tokenizer::encode(const std::string& utf8_text) const {
   const U32 text = clean_text(utf8_text);
   std::vector<int64_t> ids;
+  if (byte_level_) {
+    for (unsigned char byte : to_utf8(text)) ids.push_back(byte);
+    return ids;
+  }
   for (size_t i = 0; i < text.size();) {
     const size_t len = match_length(text, i);
     if (len == 0) { ++i; continue; }
@@ -579,12 +594,14 @@ std::string Tokenizer::decode(const std::vector<int64_t>& ids) const {
     bytes += id_bytes_[static_cast<size_t>(id)];
   }
   std::string text = to_utf8(utf8_to_u32(bytes));
+  if (byte_level_) return text;
   for (size_t at = text.find("</w>"); at != std::string::npos; at = text.find("</w>", at + 1))
     text.replace(at, 4, " ");
   return text;
 }
 
 int64_t Tokenizer::token_id(const std::string& bpe_token) const {
+  if (byte_level_) fail("", "a byte-level tokenizer has no BPE entries (asked for \"" + bpe_token + "\")");
   const auto it = token_ids_.find(bpe_token);
   if (it == token_ids_.end()) fail("", "\"" + bpe_token + "\" is not in the CLIP vocabulary");
   return it->second;

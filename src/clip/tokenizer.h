@@ -20,6 +20,11 @@ class Tokenizer {
   // if the file is missing, not gzip, truncated or not a BPE merges list.
   static Tokenizer from_bpe_file(const std::string& path);
 
+  // For backbones trained from scratch without CLIP's vocabulary: the same text cleaning, then
+  // one id per UTF-8 byte (0..255), start 256, end 257; vocab_size() 258.
+  static Tokenizer byte_level();
+  bool is_byte_level() const { return byte_level_; }
+
   // BPE ids of `utf8_text` after CLIP's text cleaning, without start/end tokens.
   // Invalid UTF-8 bytes are read as U+FFFD.
   std::vector<int64_t> encode(const std::string& utf8_text) const;
@@ -61,6 +66,7 @@ class Tokenizer {
   int32_t byte_ids_[256] = {};  // id of the one-byte symbol; + 256 gives the "</w>" variant
   int64_t sot_ = 0;
   int64_t eot_ = 0;
+  bool byte_level_ = false;
   std::shared_ptr<BpeCache> cache_;  // shared by copies; guarded by its own mutex
 };
 

@@ -9,6 +9,11 @@ torch::Tensor apply_activation(const torch::Tensor& x, Activation act) {
   return torch::gelu(x);
 }
 
+torch::Tensor linear_in(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
+                        torch::Dtype dtype) {
+  return torch::nn::functional::linear(x.to(dtype), weight.to(dtype), bias.defined() ? bias.to(dtype) : bias);
+}
+
 SelfAttentionImpl::SelfAttentionImpl(int64_t width, int64_t heads_) : heads(heads_) {
   in_proj_weight = register_parameter("in_proj_weight", torch::empty({3 * width, width}));
   in_proj_bias = register_parameter("in_proj_bias", torch::zeros({3 * width}));
@@ -19,17 +24,18 @@ SelfAttentionImpl::SelfAttentionImpl(int64_t width, int64_t heads_) : heads(head
 torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Tensor& mask) {
   TORCH_CHECK(x.dim() == 3, "attention expects [B, L, D], got ", x.sizes());
   const int64_t B = x.size(0), L = x.size(1), D = x.size(2), Dh = D / heads;
-  auto qkv = torch::nn::functional::linear(x, in_proj_weight, in_proj_bias)  // [B, L, 3D]
+  auto qkv = linear_in(x, in_proj_weight, in_proj_bias, compute_dtype)  // [B, L, 3D]
                  .view({B, L, 3, heads, Dh})
                  .permute({2, 0, 3, 1, 4});  // [3, B, H, L, Dh]
   auto q = qkv[0] * (1.0 / std::sqrt(static_cast<double>(Dh)));
   auto k = qkv[1], v = qkv[2];
   auto logits = torch::matmul(q, k.transpose(-2, -1));  // [B, H, L, L]
   if (mask.defined()) logits = logits + mask;
-  auto out = torch::matmul(torch::softmax(logits, -1), v)  // [B, H, L, Dh]
+  const auto attention = torch::softmax(logits, -1, torch::kFloat32).to(compute_dtype);
+  auto out = torch::matmul(attention, v)  // [B, H, L, Dh]
                  .transpose(1, 2)
                  .reshape({B, L, D});  // [B, L, D]
-  return out_proj(out);
+  return linear_in(out, out_proj->weight, out_proj->bias, compute_dtype).to(x.dtype());
 }
 
 ResidualAttentionBlockImpl::ResidualAttentionBlockImpl(int64_t width, int64_t heads, int64_t mlp_width,
@@ -47,7 +53,13 @@ ResidualAttentionBlockImpl::ResidualAttentionBlockImpl(int64_t width, int64_t he
 
 torch::Tensor ResidualAttentionBlockImpl::forward(const torch::Tensor& x, const torch::Tensor& mask) {
   auto h = x + attn(ln_1(x), mask);
-  return h + c_proj(apply_activation(c_fc(ln_2(h)), activation));
+  auto m = apply_activation(linear_in(ln_2(h), c_fc->weight, c_fc->bias, compute_dtype), activation);
+  return h + linear_in(m, c_proj->weight, c_proj->bias, compute_dtype).to(h.dtype());
+}
+
+void ResidualAttentionBlockImpl::set_compute_dtype(torch::Dtype dtype) {
+  compute_dtype = dtype;
+  attn->compute_dtype = dtype;
 }
 
 TransformerImpl::TransformerImpl(int64_t width, int64_t layers, int64_t heads, int64_t mlp_width, Activation act,
@@ -62,6 +74,10 @@ TransformerImpl::TransformerImpl(int64_t width, int64_t layers, int64_t heads, i
 torch::Tensor TransformerImpl::forward(torch::Tensor x, const torch::Tensor& mask) {
   for (auto& block : blocks) x = block(x, mask);
   return x;
+}
+
+void TransformerImpl::set_compute_dtype(torch::Dtype dtype) {
+  for (auto& block : blocks) block->set_compute_dtype(dtype);
 }
 
 }  // namespace medsad::clip

@@ -10,6 +10,12 @@ namespace medsad::clip {
 
 torch::Tensor apply_activation(const torch::Tensor& x, Activation act);
 
+// y = x W^T + b computed in `dtype`: with bf16 the matrix product runs on oneDNN's bf16 kernels
+// (AVX-512 BF16 / AMX; ~15x fp32 on CPUs that have them) while W stays an fp32 master weight,
+// so gradients still reach fp32 parameters. Returns `dtype`.
+torch::Tensor linear_in(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
+                        torch::Dtype dtype);
+
 // Multi-head self-attention with packed q/k/v projections (nn.MultiheadAttention's layout).
 struct SelfAttentionImpl : torch::nn::Module {
   SelfAttentionImpl(int64_t width, int64_t heads);
@@ -17,6 +23,7 @@ struct SelfAttentionImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask = {});
 
   int64_t heads;
+  torch::Dtype compute_dtype = torch::kFloat32;  // matmul precision; softmax accumulates in fp32
   torch::Tensor in_proj_weight;  // [3D, D]: rows q, k, v
   torch::Tensor in_proj_bias;    // [3D]
   torch::nn::Linear out_proj{nullptr};
@@ -28,7 +35,11 @@ struct ResidualAttentionBlockImpl : torch::nn::Module {
   // x: [B, L, D] -> [B, L, D]
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& mask = {});
 
+  // Matrix products in `dtype`; LayerNorm and the residual stream stay fp32.
+  void set_compute_dtype(torch::Dtype dtype);
+
   Activation activation;
+  torch::Dtype compute_dtype = torch::kFloat32;
   torch::nn::LayerNorm ln_1{nullptr}, ln_2{nullptr};
   SelfAttention attn{nullptr};
   torch::nn::Sequential mlp{nullptr};  // c_fc, c_proj (activation applied between them in forward)
@@ -40,6 +51,7 @@ struct TransformerImpl : torch::nn::Module {
   TransformerImpl(int64_t width, int64_t layers, int64_t heads, int64_t mlp_width, Activation act, double eps);
   // x: [B, L, D] -> [B, L, D], all blocks.
   torch::Tensor forward(torch::Tensor x, const torch::Tensor& mask = {});
+  void set_compute_dtype(torch::Dtype dtype);
 
   torch::nn::ModuleList resblocks{nullptr};
   std::vector<ResidualAttentionBlock> blocks;  // typed view of resblocks

@@ -6,8 +6,21 @@ VisionTransformerImpl::VisionTransformerImpl(const ClipVisionConfig& cfg, int64_
                                              double eps)
     : config(cfg) {
   const int64_t D = cfg.width, G = cfg.grid_size();
-  conv1 = register_module(
-      "conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(3, D, cfg.patch_size).stride(cfg.patch_size).bias(false)));
+  if (cfg.stem == PatchStem::Conv) {
+    conv1 = register_module(
+        "conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(3, D, cfg.patch_size).stride(cfg.patch_size).bias(false)));
+  } else {
+    // Channels double stage by stage and jump to D at the last one: patch 8, D 192 -> 3, 24, 48, 192
+    // (the early stages run at high resolution, so they are kept thin).
+    stem = register_module("stem", torch::nn::ModuleList());
+    int64_t stages = 0;
+    while ((int64_t{1} << stages) < cfg.patch_size) ++stages;
+    for (int64_t s = 0, in = 3; s < stages; ++s) {
+      const int64_t out = s + 1 == stages ? D : std::max<int64_t>(16, D >> (stages - s));
+      stem->push_back(torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 3).stride(2).padding(1)));
+      in = out;
+    }
+  }
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
   class_embedding = register_parameter("class_embedding", torch::randn({D}) * scale);
   positional_embedding = register_parameter("positional_embedding", torch::randn({1 + G * G, D}) * scale);
@@ -36,13 +49,32 @@ torch::Tensor VisionTransformerImpl::positions_for_grid(int64_t grid_h, int64_t 
 torch::Tensor VisionTransformerImpl::embed(const torch::Tensor& images) {
   TORCH_CHECK(images.dim() == 4 && images.size(1) == 3, "image tower expects [B, 3, H, W], got ", images.sizes());
   const int64_t B = images.size(0), D = config.width;
-  auto patches = conv1(images);  // [B, D, gh, gw]
+  namespace F = torch::nn::functional;
+  torch::Tensor patches;  // [B, D, gh, gw]
+  if (config.stem == PatchStem::Conv) {
+    patches = F::conv2d(images.to(compute_dtype), conv1->weight.to(compute_dtype),
+                        F::Conv2dFuncOptions().stride(config.patch_size));
+  } else {
+    patches = images.to(compute_dtype);
+    for (size_t s = 0; s < stem->size(); ++s) {
+      const auto& conv = stem[s]->as<torch::nn::Conv2dImpl>();
+      patches = F::conv2d(patches, conv->weight.to(compute_dtype),
+                          F::Conv2dFuncOptions().bias(conv->bias.to(compute_dtype)).stride(2).padding(1));
+      if (s + 1 < stem->size()) patches = torch::gelu(patches);
+    }
+  }
+  patches = patches.to(torch::kFloat32);
   const int64_t gh = patches.size(2), gw = patches.size(3);
   patches = patches.flatten(2).transpose(1, 2);                          // [B, N, D]
   auto cls = class_embedding.to(patches.dtype()).view({1, 1, D}).expand({B, 1, D});  // [B, 1, D]
   auto tokens = torch::cat({cls, patches}, 1);                           // [B, 1+N, D]
   tokens = tokens + positions_for_grid(gh, gw).to(tokens.dtype());
   return ln_pre(tokens);
+}
+
+void VisionTransformerImpl::set_compute_dtype(torch::Dtype dtype) {
+  compute_dtype = dtype;
+  transformer->set_compute_dtype(dtype);
 }
 
 torch::Tensor VisionTransformerImpl::pool(const torch::Tensor& tokens) {

@@ -32,9 +32,13 @@ struct VisionTransformerImpl : torch::nn::Module {
   torch::Tensor pool(const torch::Tensor& tokens);   // [B, 1+N, D] -> [B, E]: ln_post(class) @ proj
   // Position embeddings for a grid_h x grid_w patch grid: [1 + grid_h*grid_w, D].
   torch::Tensor positions_for_grid(int64_t grid_h, int64_t grid_w);
+  // Convolutions and transformer matrix products in `dtype` (see linear_in).
+  void set_compute_dtype(torch::Dtype dtype);
 
   ClipVisionConfig config;
-  torch::nn::Conv2d conv1{nullptr};
+  torch::Dtype compute_dtype = torch::kFloat32;
+  torch::nn::Conv2d conv1{nullptr};    // PatchStem::Conv: [D, 3, p, p], stride p
+  torch::nn::ModuleList stem{nullptr};  // PatchStem::ConvStack: 3x3 stride-2 convolutions, 3 -> ... -> D
   torch::Tensor class_embedding;       // [D]
   torch::Tensor positional_embedding;  // [1 + G*G, D] for the native grid G
   torch::nn::LayerNorm ln_pre{nullptr}, ln_post{nullptr};

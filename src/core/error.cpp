@@ -1,5 +1,7 @@
 #include "core/error.h"
 
+#include <cstdio>
+
 namespace medsad {
 
 static std::string render(const std::string& path, const std::string& problem) {
@@ -10,6 +12,13 @@ Error::Error(std::string path, std::string problem)
     : std::runtime_error(render(path, problem)), path_(std::move(path)), problem_(std::move(problem)) {}
 
 void fail(const std::string& path, const std::string& problem) { throw Error(path, problem); }
+
+void check_range(const std::string& what, double value, double lo, double hi) {
+  if (value >= lo && value <= hi) return;
+  char text[256];
+  std::snprintf(text, sizeof text, "%s %.10g is out of range (expected %.10g to %.10g)", what.c_str(), value, lo, hi);
+  fail("", text);
+}
 
 void fail_with_context(const Error& e, const std::string& context) {
   throw Error(e.path(), context + ": " + e.problem());

@@ -20,6 +20,10 @@ class Error : public std::runtime_error {
 // Throws Error(path, problem). The single way src/ reports bad input.
 [[noreturn]] void fail(const std::string& path, const std::string& problem);
 
+// Throws Error("", "WHAT VALUE is out of range (expected LO to HI)") unless lo <= value <= hi
+// (NaN is out of range); numbers are printed with up to 10 significant digits. For options.
+void check_range(const std::string& what, double value, double lo, double hi);
+
 // Re-throws `e` with "context: " prefixed to its problem, keeping the path.
 [[noreturn]] void fail_with_context(const Error& e, const std::string& context);
 

@@ -33,6 +33,12 @@ std::string read_file_text(const std::string& path) {
   return std::string(bytes.begin(), bytes.end());
 }
 
+void make_folders(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  if (ec) fail(path, "cannot create the folder: " + ec.message());
+}
+
 void write_file_atomic(const std::string& path, const void* data, size_t size) {
   const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

@@ -12,6 +12,9 @@ std::vector<char> read_file_bytes(const std::string& path);
 // Reads a whole file as text (same errors as read_file_bytes).
 std::string read_file_text(const std::string& path);
 
+// Creates the folder `path` and any missing parents; throws Error(path, ...) if it cannot.
+void make_folders(const std::string& path);
+
 // Writes `data` to `path` through "<path>.tmp.<pid>" + fsync + rename. Creates no directories.
 void write_file_atomic(const std::string& path, const void* data, size_t size);
 void write_file_atomic(const std::string& path, const std::string& data);

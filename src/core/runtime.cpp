@@ -4,7 +4,11 @@
 
 #include <algorithm>
 #include <cctype>
+#include <fstream>
+#include <sstream>
 #include <thread>
+
+#include "core/error.h"
 
 #include <torch/torch.h>
 
@@ -35,6 +39,29 @@ bool is_fast_blas(const std::string& path) {
   for (const char* name : {"openblas", "blis", "mkl", "atlas"})
     if (lower.find(name) != std::string::npos) return true;
   return false;
+}
+
+bool cpu_has_native_bf16() {
+  static const bool native = [] {
+    std::ifstream cpuinfo("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(cpuinfo, line)) {
+      if (line.rfind("flags", 0) != 0) continue;
+      std::istringstream words(line);
+      for (std::string w; words >> w;)
+        if (w == "avx512_bf16" || w == "amx_bf16") return true;
+      return false;
+    }
+    return false;
+  }();
+  return native;
+}
+
+torch::Dtype resolve_precision(const std::string& name) {
+  if (name == "fp32") return torch::kFloat32;
+  if (name == "bf16") return torch::kBFloat16;
+  if (name == "auto") return cpu_has_native_bf16() ? torch::kBFloat16 : torch::kFloat32;
+  fail("", "--precision must be fp32, bf16 or auto, got '" + name + "'");
 }
 
 }  // namespace medsad

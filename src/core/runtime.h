@@ -3,6 +3,9 @@
 #pragma once
 #include <string>
 
+#include <c10/core/ScalarType.h>
+#include <torch/types.h>
+
 namespace medsad {
 
 // Sets LibTorch's intra-op threads: n > 0 as given, n == 0 means every core.
@@ -15,5 +18,13 @@ std::string blas_library_path();
 
 // True if `path` names a known optimised BLAS (OpenBLAS, BLIS, MKL, ATLAS).
 bool is_fast_blas(const std::string& path);
+
+// True if the CPU computes bf16 matrix products natively (AVX-512 BF16 or AMX-BF16, from
+// /proc/cpuinfo): oneDNN then runs them far faster than fp32. Elsewhere bf16 is emulated and slow.
+bool cpu_has_native_bf16();
+
+// "bf16", "fp32" or "auto" (bf16 where cpu_has_native_bf16, else fp32) -> the compute dtype.
+// Throws Error for any other name.
+torch::Dtype resolve_precision(const std::string& name);
 
 }  // namespace medsad

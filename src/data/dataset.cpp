@@ -11,6 +11,7 @@
 #include <random>
 
 #include "core/error.h"
+#include "core/random.h"
 
 namespace fs = std::filesystem;
 
@@ -63,16 +64,6 @@ std::vector<Sample> Dataset::split(Split which) const {
 }
 
 namespace {
-
-// Uniform integer in [0, bound) from the raw 64-bit stream, without modulo bias. Written out
-// (not std::uniform_int_distribution) so that a seed gives the same result on every library.
-uint64_t draw_below(std::mt19937_64& rng, uint64_t bound) {
-  const uint64_t threshold = (0 - bound) % bound;  // 2^64 mod bound
-  uint64_t r;
-  do r = rng();
-  while (r < threshold);
-  return r % bound;
-}
 
 void fisher_yates(std::vector<size_t>& items, std::mt19937_64& rng) {
   for (size_t i = items.size(); i > 1; --i) std::swap(items[i - 1], items[draw_below(rng, i)]);

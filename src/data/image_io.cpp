@@ -6,6 +6,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "core/error.h"
+#include "core/file_io.h"
 
 namespace medsad {
 
@@ -52,6 +53,15 @@ torch::Tensor read_image_rgb(const std::string& path) {
   const int64_t H = as_float.rows, W = as_float.cols;
   auto hwc = torch::from_blob(as_float.ptr<float>(), {H, W, 3}, torch::kFloat32);  // [H, W, 3] view
   return hwc.permute({2, 0, 1}).clone().clamp_(0.0, 1.0);                          // [3, H, W]
+}
+
+void write_png(const std::string& path, const cv::Mat& image, int compression) {
+  std::vector<uchar> bytes;
+  std::vector<int> params;
+  if (compression >= 0) params = {cv::IMWRITE_PNG_COMPRESSION, compression};
+  if (!cv::imencode(".png", image, bytes, params))
+    fail(path, "cannot encode the image as PNG");
+  write_file_atomic(path, bytes.data(), bytes.size());
 }
 
 }  // namespace medsad

@@ -16,4 +16,10 @@ cv::Mat decode_image_file(const std::string& path, const std::string& what);
 // 16-bit scaled by 1/65535). Throws Error(path, ...) if missing or not a decodable image.
 torch::Tensor read_image_rgb(const std::string& path);
 
+// Encodes `image` (8 or 16 bit; grey, BGR or BGRA) as PNG and writes it atomically
+// (write_file_atomic). `compression`: zlib level 0-9, or -1 for OpenCV's fast default; 9 suits
+// files that are kept, such as documentation. Throws Error(path, ...) if it cannot be encoded or
+// written.
+void write_png(const std::string& path, const cv::Mat& image, int compression = -1);
+
 }  // namespace medsad

@@ -2,10 +2,8 @@
 
 #include <filesystem>
 #include <opencv2/core.hpp>
-#include <opencv2/imgcodecs.hpp>
 
 #include "core/error.h"
-#include "core/file_io.h"
 #include "data/image_io.h"
 
 namespace medsad::data {
@@ -50,9 +48,7 @@ void merge_masks(const std::vector<std::string>& mask_paths, const std::string& 
                               ", another mask of the same image, is " + size_text(merged.rows, merged.cols));
     cv::bitwise_or(merged, next, merged);
   }
-  std::vector<uchar> png;
-  if (!cv::imencode(".png", merged * 255, png)) fail(out_path, "cannot encode the merged mask as PNG");
-  write_file_atomic(out_path, png.data(), png.size());
+  write_png(out_path, merged * 255);
 }
 
 }  // namespace medsad::data

@@ -45,6 +45,21 @@ std::vector<ImageResult> predict_images(model::MedSadClipImpl& model, const clip
 std::vector<ImageResult> evaluate_samples(model::MedSadClipImpl& model, const clip::ImagePreprocess& preprocess,
                                           const std::vector<data::Sample>& samples, int64_t batch_size,
                                           bool show_progress) {
+  const Predictor predict = [&](const std::vector<torch::Tensor>& images) {
+    return predict_images(model, preprocess, images, batch_size);
+  };
+  return evaluate_samples(predict, samples, batch_size, show_progress);
+}
+
+std::optional<double> lesion_dice(const ImageResult& r, double pixel_threshold) {
+  if (!r.error.empty() || r.label != 1 || !r.mask.defined()) return std::nullopt;
+  const auto truth = r.mask.flatten().gt(0.5);
+  if (!truth.any().item<bool>()) return std::nullopt;
+  return confusion_at(r.map.flatten(), truth, pixel_threshold).dice();
+}
+
+std::vector<ImageResult> evaluate_samples(const Predictor& predict, const std::vector<data::Sample>& samples,
+                                          int64_t batch_size, bool show_progress) {
   std::vector<ImageResult> results;
   const bool tty = show_progress && ::isatty(STDERR_FILENO);
   for (size_t start = 0; start < samples.size(); start += static_cast<size_t>(batch_size)) {
@@ -68,7 +83,7 @@ std::vector<ImageResult> evaluate_samples(model::MedSadClipImpl& model, const cl
       }
       chunk.push_back(std::move(r));
     }
-    const auto preds = predict_images(model, preprocess, images, batch_size);
+    const auto preds = images.empty() ? std::vector<ImageResult>{} : predict(images);
     size_t k = 0;
     for (auto& r : chunk) {
       if (r.error.empty()) {
@@ -188,8 +203,7 @@ void write_per_image_csv(const std::string& path, const std::vector<ImageResult>
       quoted = q + "\"";
     }
     csv << quoted << ',' << r.label << ',' << r.score << ',' << (r.score >= calibration.image_threshold ? 1 : 0) << ',';
-    if (r.mask.defined() && r.label == 1 && r.mask.gt(0.5).any().item<bool>())
-      csv << confusion_at(r.map.flatten(), r.mask.flatten().gt(0.5), calibration.pixel_threshold).dice();
+    if (const auto dice = lesion_dice(r, calibration.pixel_threshold)) csv << *dice;
     csv << '\n';
   }
   write_file_atomic(path, csv.str());

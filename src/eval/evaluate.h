@@ -1,6 +1,8 @@
 // Running a trained model over samples, and the design's metrics, calibration and per-image
 // table computed from the results (design doc, "Metrics" and "Training and model selection").
 #pragma once
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,11 +29,22 @@ struct ImageResult {
 std::vector<ImageResult> predict_images(model::MedSadClipImpl& model, const clip::ImagePreprocess& preprocess,
                                         const std::vector<torch::Tensor>& images, int64_t batch_size = 8);
 
-// Reads and scores samples (with their masks). An unreadable image gets `error` set and the run
-// goes on; an unreadable or misshapen mask is an Error. `show_progress` draws a bar on a terminal.
+// Anything that scores a batch of RGB images [3, H, W] in [0, 1]: score and map of each, in order.
+using Predictor = std::function<std::vector<ImageResult>(const std::vector<torch::Tensor>& images)>;
+
+// Reads and scores samples (with their masks) in batches. An unreadable image gets `error` set
+// and the run goes on; an unreadable or misshapen mask is an Error. `show_progress` draws a bar
+// on a terminal.
+std::vector<ImageResult> evaluate_samples(const Predictor& predict, const std::vector<data::Sample>& samples,
+                                          int64_t batch_size, bool show_progress);
+// The same with MedSAD-CLIP as the predictor.
 std::vector<ImageResult> evaluate_samples(model::MedSadClipImpl& model, const clip::ImagePreprocess& preprocess,
                                           const std::vector<data::Sample>& samples, int64_t batch_size,
                                           bool show_progress);
+
+// Dice of the map thresholded at `pixel_threshold` against the mask, for an abnormal image with
+// a non-empty lesion mask; nullopt otherwise (normal images, unknown masks, unreadable images).
+std::optional<double> lesion_dice(const ImageResult& result, double pixel_threshold);
 
 // Image threshold maximising F1 and pixel threshold maximising pooled Dice, on these results.
 model::Calibration calibrate(const std::vector<ImageResult>& results);

@@ -34,6 +34,7 @@ void save_checkpoint(const std::string& path, MedSadClipImpl& model, const Check
                                {"calibration", info.calibration.to_json()},
                                {"backbone_path", info.backbone_path},
                                {"backbone_sha256", info.backbone_sha256},
+                               {"backbone_config", info.backbone_config},
                                {"bpe_path", info.bpe_path},
                                {"training", info.training}};
   write_safetensors(path, tensors, {{"medsad", meta.dump()}});
@@ -52,6 +53,9 @@ CheckpointInfo read_checkpoint_info(const std::string& path) {
     info.calibration = Calibration::from_json(j.at("calibration"));
     info.backbone_path = j.at("backbone_path").get<std::string>();
     info.backbone_sha256 = j.at("backbone_sha256").get<std::string>();
+    info.backbone_config = j.value("backbone_config", nlohmann::json());
+    if (info.config.train_backbone && !info.backbone_config.is_object())
+      fail(path, "a checkpoint with a trained backbone lacks the backbone's config");
     info.bpe_path = j.at("bpe_path").get<std::string>();
     info.training = j.value("training", nlohmann::json::object());
     return info;
@@ -84,16 +88,30 @@ TrainedModel load_trained_model(const std::string& checkpoint_path, const std::s
   TrainedModel out;
   out.info = read_checkpoint_info(checkpoint_path);
   const TensorMap tensors = read_safetensors(checkpoint_path);
-  const std::string weights = weights_override.empty() ? out.info.backbone_path : weights_override;
   const std::string bpe = bpe_override.empty() ? out.info.bpe_path : bpe_override;
-  const std::string sha = sha256_file(weights);
-  if (sha != out.info.backbone_sha256)
-    fail(weights, "this backbone is not the one " + checkpoint_path + " was trained on (SHA-256 " + sha.substr(0, 12) +
-                      "..., expected " + out.info.backbone_sha256.substr(0, 12) + "...)");
-  const auto backbone = clip::read_clip_checkpoint(weights);
-  out.preprocess = backbone.preprocess;
-  const auto tokenizer = clip::Tokenizer::from_bpe_file(bpe);
-  out.model = MedSadClip(clip::build_clip_model(backbone), tokenizer, out.info.config);
+  const auto tokenizer = bpe.empty() ? clip::Tokenizer::byte_level() : clip::Tokenizer::from_bpe_file(bpe);
+  clip::ClipModel backbone{nullptr};
+  if (out.info.config.train_backbone) {  // weights are in the checkpoint: any initialisation will do
+    try {
+      backbone = clip::ClipModel(clip::ClipConfig::from_json(out.info.backbone_config));
+    } catch (const Error& e) {
+      fail(checkpoint_path, "invalid backbone config: " + e.problem());
+    }
+  } else {
+    const std::string weights = weights_override.empty() ? out.info.backbone_path : weights_override;
+    const std::string sha = sha256_file(weights);
+    if (sha != out.info.backbone_sha256)
+      fail(weights, "this backbone is not the one " + checkpoint_path + " was trained on (SHA-256 " +
+                        sha.substr(0, 12) + "..., expected " + out.info.backbone_sha256.substr(0, 12) + "...)");
+    const auto checkpoint = clip::read_clip_checkpoint(weights);
+    out.preprocess = checkpoint.preprocess;
+    backbone = clip::build_clip_model(checkpoint);
+  }
+  if (tokenizer.vocab_size() > backbone->config.text.vocab_size)
+    fail(bpe.empty() ? checkpoint_path : bpe, "the tokenizer's vocabulary (" + std::to_string(tokenizer.vocab_size()) +
+                                                  " ids) is larger than the text tower's (" +
+                                                  std::to_string(backbone->config.text.vocab_size) + ")");
+  out.model = MedSadClip(backbone, tokenizer, out.info.config);
   load_checkpoint_weights(checkpoint_path, tensors, *out.model);
   out.model->eval();
   return out;

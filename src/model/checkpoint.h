@@ -28,9 +28,10 @@ struct Calibration {
 struct CheckpointInfo {
   MedSadConfig config;
   Calibration calibration;
-  std::string backbone_path;    // the weights file training used (a hint; --weights overrides)
-  std::string backbone_sha256;  // must match the backbone given at load
-  std::string bpe_path;         // tokenizer vocabulary training used (--bpe overrides)
+  std::string backbone_path;    // the weights file training used (a hint; --weights overrides); "none": scratch
+  std::string backbone_sha256;  // must match the backbone given at load ("" for a scratch backbone)
+  nlohmann::json backbone_config;  // scratch backbone only: its ClipConfig (its weights are in the checkpoint)
+  std::string bpe_path;         // tokenizer vocabulary training used (--bpe overrides); "": byte-level
   nlohmann::json training;      // epoch, step, best validation score, options
 };
 
@@ -50,7 +51,8 @@ struct TrainedModel {
 };
 
 // Loads a checkpoint with its backbone (weights_override, else the recorded path) and tokenizer
-// (bpe_override, else the recorded path); refuses a backbone whose SHA-256 differs. Eval mode.
+// (bpe_override, else the recorded path); refuses a backbone whose SHA-256 differs. A scratch
+// backbone comes from the checkpoint itself. Eval mode.
 TrainedModel load_trained_model(const std::string& checkpoint_path, const std::string& weights_override = "",
                                 const std::string& bpe_override = "");
 

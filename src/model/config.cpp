@@ -60,7 +60,8 @@ nlohmann::json MedSadConfig::to_json() const {
           {"margin", margin},
           {"lambda_det", lambda_det},
           {"lambda_margin", lambda_margin},
-          {"focal_gamma", focal_gamma}};
+          {"focal_gamma", focal_gamma},
+          {"train_backbone", train_backbone}};
 }
 
 MedSadConfig MedSadConfig::from_json(const nlohmann::json& j) {
@@ -81,6 +82,7 @@ MedSadConfig MedSadConfig::from_json(const nlohmann::json& j) {
   c.lambda_det = j.at("lambda_det").get<double>();
   c.lambda_margin = j.at("lambda_margin").get<double>();
   c.focal_gamma = j.at("focal_gamma").get<double>();
+  c.train_backbone = j.value("train_backbone", false);
   c.validate();
   return c;
 }

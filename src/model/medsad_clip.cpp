@@ -7,8 +7,12 @@ namespace F = torch::nn::functional;
 
 MedSadClipImpl::MedSadClipImpl(clip::ClipModel backbone_, const clip::Tokenizer& tokenizer, MedSadConfig cfg)
     : config(std::move(cfg)), backbone(std::move(backbone_)) {
-  for (auto& p : backbone->parameters()) p.set_requires_grad(false);
-  backbone->eval();
+  if (config.train_backbone) {
+    register_module("backbone", backbone);
+  } else {
+    for (auto& p : backbone->parameters()) p.set_requires_grad(false);
+    backbone->eval();
+  }
   const int64_t d_v = backbone->config.vision.width, d_j = backbone->config.embed_dim;
   seg_adapters = register_module("seg_adapters", torch::nn::ModuleList());
   det_adapters = register_module("det_adapters", torch::nn::ModuleList());

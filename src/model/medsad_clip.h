@@ -26,8 +26,9 @@ struct MedSadOutput {
 };
 
 struct MedSadClipImpl : torch::nn::Module {
-  // `config` must be resolved (config.resolve). The backbone is frozen here and is not a
-  // registered child: parameters() holds only what MedSAD-CLIP trains.
+  // `config` must be resolved (config.resolve). A CLIP backbone is frozen here and is not a
+  // registered child: parameters() holds only what MedSAD-CLIP trains. With
+  // config.train_backbone (a scratch backbone) it is registered as "backbone" and trained too.
   MedSadClipImpl(clip::ClipModel backbone, const clip::Tokenizer& tokenizer, MedSadConfig config);
 
   // images: [B, 3, S, S] normalised, S = config.image_size. smooth: Gaussian-smooth the Seg map

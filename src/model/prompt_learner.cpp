@@ -42,30 +42,25 @@ std::vector<std::string> fixed_prompts(const std::string& object, bool abnormal)
 PromptLearnerImpl::PromptLearnerImpl(clip::TextTransformer text, const clip::Tokenizer& tokenizer,
                                      const std::string& object, int64_t M, PromptMode mode_)
     : mode(mode_), context_length(M), text_(std::move(text)) {
+  text_trainable_ = text_->token_embedding->weight.requires_grad();
   const int64_t L = text_->config.context_length;
   torch::NoGradGuard no_grad;
   if (mode == PromptMode::Fixed) {
     // Canonical sentence per class for the token features; global = mean of the normalised ensemble.
-    std::vector<torch::Tensor> globals;
     std::vector<std::vector<int64_t>> canonical;
     for (int c = 0; c < 2; ++c) {
       std::vector<torch::Tensor> rows;
       for (const auto& sentence : fixed_prompts(object, c == 1))
         rows.push_back(torch::tensor(prompt_ids(tokenizer, {}, sentence, L)));
-      const auto ids = torch::stack(rows);                                            // [T, L]
-      const auto feats = text_->encode_embeddings(text_->token_embedding(ids), ids.argmax(-1)).global;
-      globals.push_back(torch::nn::functional::normalize(feats, torch::nn::functional::NormalizeFuncOptions().dim(-1))
-                            .mean(0));
+      ensemble_ids_.push_back(torch::stack(rows));  // [T, L]
       canonical.push_back(prompt_ids(tokenizer, {}, std::string("a photo of a ") + kStates[c] + " " + object + ".", L));
     }
     token_ids = register_buffer("token_ids", torch::stack({torch::tensor(canonical[0]), torch::tensor(canonical[1])}));
     eot_index = register_buffer("eot_index", token_ids.argmax(-1));
-    fixed = encode(text_->token_embedding(token_ids), eot_index);
-    fixed.global = torch::nn::functional::normalize(torch::stack(globals),
-                                                    torch::nn::functional::NormalizeFuncOptions().dim(-1));
+    if (!text_trainable_) fixed = encode_fixed();
     return;
   }
-  const int64_t placeholder = tokenizer.token_id("x</w>");
+  const int64_t placeholder = tokenizer.encode("x").front();  // any id: replaced by the context vectors
   const std::vector<int64_t> prefix(static_cast<size_t>(M), placeholder);
   std::vector<torch::Tensor> rows;
   for (int c = 0; c < 2; ++c)
@@ -92,13 +87,21 @@ PromptFeatures PromptLearnerImpl::encode(const torch::Tensor& embeddings, const 
   return out;
 }
 
-PromptFeatures PromptLearnerImpl::forward() {
-  if (mode == PromptMode::Fixed) return fixed;
-  torch::Tensor frozen;
-  {
-    torch::NoGradGuard no_grad;
-    frozen = text_->token_embedding(token_ids);  // [2, L, D]
+PromptFeatures PromptLearnerImpl::encode_fixed() {
+  namespace F = torch::nn::functional;
+  std::vector<torch::Tensor> globals;
+  for (const auto& ids : ensemble_ids_) {
+    const auto feats = text_->encode_embeddings(text_->token_embedding(ids), ids.argmax(-1)).global;  // [T, E]
+    globals.push_back(F::normalize(feats, F::NormalizeFuncOptions().dim(-1)).mean(0));
   }
+  auto out = encode(text_->token_embedding(token_ids), eot_index);
+  out.global = F::normalize(torch::stack(globals), F::NormalizeFuncOptions().dim(-1));  // [2, E]
+  return out;
+}
+
+PromptFeatures PromptLearnerImpl::forward() {
+  if (mode == PromptMode::Fixed) return text_trainable_ ? encode_fixed() : fixed;
+  const auto frozen = text_->token_embedding(token_ids);  // [2, L, D]; trains only with a scratch text tower
   const int64_t M = context_length;
   auto embeddings = torch::cat({frozen.slice(1, 0, 1), context, frozen.slice(1, 1 + M)}, 1);  // [2, L, D]
   return encode(embeddings, eot_index);

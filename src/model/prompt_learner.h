@@ -20,7 +20,8 @@ struct PromptFeatures {
 };
 
 struct PromptLearnerImpl : torch::nn::Module {
-  // `text` is the frozen tower; it is used, not owned as a trainable part.
+  // `text` is used, not owned: frozen for CLIP weights (Fixed features then computed once), or
+  // trained by its owner when the backbone is trained from scratch.
   PromptLearnerImpl(clip::TextTransformer text, const clip::Tokenizer& tokenizer, const std::string& object,
                     int64_t context_length, PromptMode mode);
 
@@ -31,11 +32,14 @@ struct PromptLearnerImpl : torch::nn::Module {
   torch::Tensor context;       // [2, M, D_t] learnable (Learned mode only)
   torch::Tensor token_ids;     // [2, L] buffer: placeholders at positions 1..M
   torch::Tensor eot_index;     // [2] buffer
-  PromptFeatures fixed;        // Fixed mode: computed once
+  PromptFeatures fixed;        // Fixed mode with a frozen tower: computed once
 
  private:
   PromptFeatures encode(const torch::Tensor& embeddings, const torch::Tensor& eot);
+  PromptFeatures encode_fixed();
   clip::TextTransformer text_;
+  bool text_trainable_ = false;
+  std::vector<torch::Tensor> ensemble_ids_;  // Fixed mode: per class [T, L] template sentences
 };
 TORCH_MODULE(PromptLearner);
 

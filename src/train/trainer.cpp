@@ -10,6 +10,7 @@
 #include <spdlog/spdlog.h>
 
 #include "clip/preprocess.h"
+#include "clip/scratch.h"
 #include "clip/tokenizer.h"
 #include "clip/weights.h"
 #include "core/error.h"
@@ -103,14 +104,15 @@ std::string format_duration(double seconds) {
 }  // namespace
 
 void TrainOptions::validate() const {
-  if (weights.empty()) fail("", "--weights is required");
-  if (bpe.empty()) fail("", "--bpe is required");
+  if (weights.empty()) fail("", "--weights is required (a CLIP checkpoint, or none)");
+  if (bpe.empty() && weights != "none") fail("", "--bpe is required with CLIP weights");
   if (out_dir.empty()) fail("", "--out is required");
   if (epochs < 1 || epochs > 100000) fail("", "--epochs must be between 1 and 100000, got " + std::to_string(epochs));
   if (batch_size < 1 || batch_size > 4096)
     fail("", "--batch must be between 1 and 4096, got " + std::to_string(batch_size));
   if (!(lr > 0 && lr < 10)) fail("", "--lr must be in (0, 10)");
   if (!(weight_decay >= 0 && weight_decay < 1)) fail("", "--weight-decay must be in [0, 1)");
+  if (warmup_steps < 0 || warmup_steps > 10000000) fail("", "--warmup must be between 0 and 10000000 steps");
 }
 
 TrainSummary train(const TrainOptions& o) {
@@ -131,24 +133,42 @@ TrainSummary train(const TrainOptions& o) {
   const std::string last_path = (fs::path(o.out_dir) / "last.ckpt").string();
   const std::string best_path = (fs::path(o.out_dir) / "best.ckpt").string();
 
-  const auto backbone = clip::read_clip_checkpoint(o.weights, o.hf_config);
-  const std::string backbone_sha = sha256_file(o.weights);
-  const auto tokenizer = clip::Tokenizer::from_bpe_file(o.bpe);
+  const bool scratch = o.weights == "none";
+  const auto tokenizer = o.bpe.empty() ? clip::Tokenizer::byte_level() : clip::Tokenizer::from_bpe_file(o.bpe);
   model::MedSadConfig config = o.model;
-  config.resolve(backbone.config.vision.layers, backbone.config.vision.image_size);
   torch::manual_seed(o.seed);
-  model::MedSadClip model(clip::build_clip_model(backbone), tokenizer, config);
+  clip::ClipModel clip_model{nullptr};
+  clip::ImagePreprocess preprocess;
+  std::string backbone_sha;
+  if (scratch) {
+    clip_model = clip::build_scratch_clip(clip::scratch_clip_config(o.scratch, tokenizer.vocab_size()));
+    config.train_backbone = true;
+  } else {
+    const auto checkpoint = clip::read_clip_checkpoint(o.weights, o.hf_config);
+    backbone_sha = sha256_file(o.weights);
+    preprocess = checkpoint.preprocess;
+    clip_model = clip::build_clip_model(checkpoint);
+    config.train_backbone = false;
+  }
+  const auto& backbone_config = clip_model->config;
+  config.resolve(backbone_config.vision.layers, backbone_config.vision.image_size);
+  model::MedSadClip model(clip_model, tokenizer, config);
+  model->backbone->set_compute_dtype(o.precision);
 
   model::CheckpointInfo info;
   info.config = config;
-  info.backbone_path = fs::absolute(o.weights).string();
+  info.backbone_path = scratch ? "none" : fs::absolute(o.weights).string();
   info.backbone_sha256 = backbone_sha;
-  info.bpe_path = fs::absolute(o.bpe).string();
+  if (scratch) info.backbone_config = backbone_config.to_json();
+  info.bpe_path = o.bpe.empty() ? "" : fs::absolute(o.bpe).string();
   info.training = {{"epochs", o.epochs}, {"batch", o.batch_size}, {"lr", o.lr}, {"weight_decay", o.weight_decay},
-                   {"seed", o.seed}, {"augment", o.augment}, {"abnormal_budget", o.data.abnormal_budget}};
+                   {"seed", o.seed}, {"augment", o.augment}, {"abnormal_budget", o.data.abnormal_budget},
+                   {"warmup_steps", o.warmup_steps},
+                   {"precision", o.precision == torch::kBFloat16 ? "bf16" : "fp32"}};
   write_file_atomic((fs::path(o.out_dir) / "config.json").string(),
                     nlohmann::json({{"model", config.to_json()}, {"training", info.training},
                                     {"backbone", info.backbone_path}, {"backbone_sha256", backbone_sha},
+                                    {"backbone_config", backbone_config.to_json()},
                                     {"bpe", info.bpe_path}, {"data", o.data.root}})
                             .dump(2) + "\n");
 
@@ -190,7 +210,8 @@ TrainSummary train(const TrainOptions& o) {
     double loss_sum = 0;
     for (int64_t step = 0; step < steps_per_epoch; ++step) {
       const int64_t global_step = epoch * steps_per_epoch + step;
-      const double lr = o.lr * 0.5 * (1 + std::cos(M_PI * static_cast<double>(global_step) / total_steps));
+      const double warmup = o.warmup_steps > 0 ? std::min(1.0, (global_step + 1.0) / o.warmup_steps) : 1.0;
+      const double lr = o.lr * warmup * 0.5 * (1 + std::cos(M_PI * static_cast<double>(global_step) / total_steps));
       for (auto& group : optimizer.param_groups()) static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
       const auto begin = order.begin() + step * o.batch_size;
       const auto end = order.begin() + std::min(N, (step + 1) * o.batch_size);
@@ -198,7 +219,7 @@ TrainSummary train(const TrainOptions& o) {
       auto images = set.images.index_select(0, idx).to(torch::kFloat32) / 255.0;
       auto masks = set.masks.index_select(0, idx).to(torch::kFloat32);
       if (o.augment) data::augment_batch(images, masks, {});
-      images = clip::normalize_image(images, backbone.preprocess);  // [B, 3, S, S]
+      images = clip::normalize_image(images, preprocess);  // [B, 3, S, S]
       const auto out = model->forward(images);
       const auto terms = model::medsad_loss(out, masks, set.has_mask.index_select(0, idx),
                                             set.labels.index_select(0, idx), config);
@@ -222,7 +243,7 @@ TrainSummary train(const TrainOptions& o) {
     summary.last_epoch_loss = epoch_loss;
 
     model->eval();
-    const auto results = eval::evaluate_samples(*model, backbone.preprocess, valid_samples, o.batch_size, false);
+    const auto results = eval::evaluate_samples(*model, preprocess, valid_samples, o.batch_size, false);
     const auto metrics = eval::compute_metrics(results, model::Calibration{});
     const double score = eval::selection_score(metrics);
     const bool improved = score > best;
@@ -247,7 +268,7 @@ TrainSummary train(const TrainOptions& o) {
   auto best_info = model::read_checkpoint_info(best_path);
   model::load_checkpoint_weights(best_path, best_tensors, *model);
   model->eval();
-  const auto results = eval::evaluate_samples(*model, backbone.preprocess, valid_samples, o.batch_size, false);
+  const auto results = eval::evaluate_samples(*model, preprocess, valid_samples, o.batch_size, false);
   best_info.calibration = eval::calibrate(results);
   if (!best_info.calibration.calibrated)
     spdlog::warn("validation split lacks a class: thresholds left at 0.5 (uncalibrated)");

@@ -4,15 +4,19 @@
 #pragma once
 #include <string>
 
+#include <torch/types.h>
+
+#include "clip/scratch.h"
 #include "data/dataset.h"
 #include "model/config.h"
 
 namespace medsad::train {
 
 struct TrainOptions {
-  std::string weights;          // CLIP backbone checkpoint
+  std::string weights;          // CLIP backbone checkpoint, or "none": a small backbone trained from scratch
+  clip::ScratchClipOptions scratch;  // its sizes when weights == "none"
   std::string hf_config;        // Hugging Face config.json, if not beside the weights
-  std::string bpe;              // CLIP vocabulary
+  std::string bpe;              // CLIP vocabulary; "" with weights "none": byte-level tokenizer
   std::string out_dir;          // runs/NAME: config.json, last.ckpt, best.ckpt
   data::DatasetSpec data;
   model::MedSadConfig model;
@@ -20,6 +24,8 @@ struct TrainOptions {
   int64_t batch_size = 8;
   double lr = 1e-3;
   double weight_decay = 1e-4;
+  int64_t warmup_steps = 0;     // linear learning-rate warm-up before the cosine decay
+  torch::Dtype precision = torch::kFloat32;  // compute dtype of the backbone's matrix products
   bool augment = true;
   uint64_t seed = 0;
   bool resume = false;          // continue from out_dir/last.ckpt

@@ -1,0 +1,85 @@
+#include "clip/scratch.h"
+
+#include <cmath>
+#include <string>
+
+#include "core/error.h"
+
+namespace medsad::clip {
+namespace {
+
+void check_range(const char* option, int64_t value, int64_t lo, int64_t hi) {
+  if (value < lo || value > hi)
+    fail("", std::string("--") + option + " must be between " + std::to_string(lo) + " and " + std::to_string(hi) +
+                 ", got " + std::to_string(value));
+}
+
+// OpenAI CLIP's initialize_parameters for one transformer of `width` and `layers` blocks.
+void init_transformer(TransformerImpl& transformer, int64_t width, int64_t layers) {
+  const double proj_std = std::pow(width, -0.5) * std::pow(2.0 * layers, -0.5);
+  const double attn_std = std::pow(width, -0.5);
+  const double fc_std = std::pow(2.0 * width, -0.5);
+  for (auto& block : transformer.blocks) {
+    torch::nn::init::normal_(block->attn->in_proj_weight, 0, attn_std);
+    torch::nn::init::normal_(block->attn->out_proj->weight, 0, proj_std);
+    torch::nn::init::normal_(block->c_fc->weight, 0, fc_std);
+    torch::nn::init::normal_(block->c_proj->weight, 0, proj_std);
+    for (auto* bias : {&block->attn->in_proj_bias, &block->attn->out_proj->bias, &block->c_fc->bias,
+                       &block->c_proj->bias})
+      torch::nn::init::zeros_(*bias);
+  }
+}
+
+}  // namespace
+
+ClipConfig scratch_clip_config(const ScratchClipOptions& o, int64_t vocab_size) {
+  check_range("scratch-width", o.width, 64, 2048);
+  check_range("scratch-layers", o.layers, 1, 48);
+  check_range("scratch-text-width", o.text_width, 64, 2048);
+  check_range("scratch-text-layers", o.text_layers, 1, 24);
+  check_range("scratch-context", o.context_length, 8, 512);
+  check_range("scratch-embed", o.embed_dim, 16, 2048);
+  check_range("image-size", o.image_size, 32, 1024);
+  if (o.width % 64 != 0 || o.text_width % 64 != 0)
+    fail("", "--scratch-width and --scratch-text-width must be multiples of 64 (64-wide attention heads)");
+  if (o.image_size % o.patch_size != 0)
+    fail("", "--image-size " + std::to_string(o.image_size) + " is not a multiple of the patch size " +
+                 std::to_string(o.patch_size));
+  ClipConfig c;
+  c.vision.width = o.width;
+  c.vision.layers = o.layers;
+  c.vision.heads = o.width / 64;
+  c.vision.mlp_width = 4 * o.width;
+  c.vision.patch_size = o.patch_size;
+  c.vision.image_size = o.image_size;
+  c.vision.stem = PatchStem::ConvStack;
+  c.text.width = o.text_width;
+  c.text.layers = o.text_layers;
+  c.text.heads = o.text_width / 64;
+  c.text.mlp_width = 4 * o.text_width;
+  c.text.context_length = o.context_length;
+  c.text.vocab_size = vocab_size;
+  c.embed_dim = o.embed_dim;
+  c.activation = Activation::Gelu;
+  try {
+    c.validate();
+  } catch (const Error& e) {
+    fail("", "scratch backbone: " + e.problem());
+  }
+  return c;
+}
+
+ClipModel build_scratch_clip(const ClipConfig& config) {
+  ClipModel model(config);
+  torch::NoGradGuard no_grad;
+  auto& text = *model->text;
+  torch::nn::init::normal_(text.token_embedding->weight, 0, 0.02);
+  torch::nn::init::normal_(text.positional_embedding, 0, 0.01);
+  torch::nn::init::normal_(text.text_projection, 0, std::pow(config.text.width, -0.5));
+  init_transformer(*text.transformer, config.text.width, config.text.layers);
+  auto& visual = *model->visual;
+  init_transformer(*visual.transformer, config.vision.width, config.vision.layers);
+  return model;
+}
+
+}  // namespace medsad::clip

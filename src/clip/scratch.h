@@ -1,0 +1,34 @@
+// A small CLIP-architecture backbone for when no pretrained CLIP weights exist (`--weights none`):
+// randomly initialised as OpenAI CLIP initialises, then trained together with MedSAD-CLIP's own
+// parts. Its patch embedding is a strided convolutional stem (PatchStem::ConvStack): a ViT
+// trained from scratch on a few thousand images learns far better with one than with a single
+// patch convolution. Real CLIP weights keep their own patch embedding.
+#pragma once
+#include <cstdint>
+
+#include "clip/clip_model.h"
+#include "clip/config.h"
+
+namespace medsad::clip {
+
+struct ScratchClipOptions {
+  int64_t image_size = 128;      // native input side
+  int64_t patch_size = 8;        // stem stride: 8 -> three stride-2 convolutions, 16x16 tokens at 128
+  int64_t width = 192;           // image tower width (heads = width / 64)
+  int64_t layers = 4;            // image tower blocks
+  int64_t text_width = 128;
+  int64_t text_layers = 2;
+  int64_t context_length = 64;   // byte-level ids: the longest fixed template with its object fits
+  int64_t embed_dim = 128;       // joint space d_j
+};
+
+// The architecture for `options` with a text vocabulary of `vocab_size` ids (258 byte-level).
+// Throws Error on absurd sizes.
+ClipConfig scratch_clip_config(const ScratchClipOptions& options, int64_t vocab_size);
+
+// A model of `config` with CLIP's initialisation (token embeddings N(0, 0.02), positions
+// N(0, 0.01), projections N(0, width^-1/2), attention and MLP weights scaled by depth), drawn from
+// LibTorch's generator (seed it with torch::manual_seed for reproducible runs).
+ClipModel build_scratch_clip(const ClipConfig& config);
+
+}  // namespace medsad::clip

@@ -1,0 +1,39 @@
+// Reading and writing 3-D NIfTI-1 volumes with niftilib: .nii, .nii.gz and .hdr/.img pairs.
+//
+// A volume comes back in one canonical voxel order, RAS+: the voxel index grows toward the
+// subject's Right, Anterior and Superior. The orientation is read from the sform when
+// sform_code > 0, else from the qform when qform_code > 0, else the file is taken to be RAS
+// already. Only axis permutations and flips are applied (the nearest such order to an oblique
+// matrix, as nifti_mat44_to_orientation picks it): voxels are never resampled.
+#pragma once
+#include <array>
+#include <string>
+
+#include <torch/torch.h>
+
+namespace medsad::data {
+
+struct Volume {
+  // float32 [S, A, R] = [D, H, W]: voxels[k][j][i] with i toward Right, j toward Anterior,
+  // k toward Superior: voxels[k] is axial slice k, rows posterior to anterior, columns left to right.
+  torch::Tensor voxels;
+  std::array<double, 3> spacing_mm{1.0, 1.0, 1.0};  // voxel size along dims 0, 1, 2 (S, A, R), mm
+};
+
+// Reads any real datatype niftilib reads (u/int8..64, float32/64) as float32 with the header's
+// scaling applied (value · scl_slope + scl_inter; scl_slope 0 means unscaled, as NIfTI says).
+// Non-finite voxels are kept. Throws Error(path, ...) if the file is missing, not NIfTI-1,
+// truncated, complex/RGB, or a series of more than one volume.
+[[nodiscard]] Volume read_nifti_volume(const std::string& path);
+
+// The binary mask (voxel > 0) in `mask_path`, bool [S, A, R] in the canonical order. Throws
+// Error(mask_path, ...) as read_nifti_volume does, or when its canonical shape differs from
+// `volume`'s (the message names `volume_path` and both shapes).
+[[nodiscard]] torch::Tensor read_nifti_mask(const std::string& mask_path, const Volume& volume,
+                                            const std::string& volume_path);
+
+// Writes `volume` as float32 with an RAS scanner-space qform and sform (origin at voxel 0),
+// gzip-compressed when `path` ends in ".gz", atomically. Throws Error(path, ...) on failure.
+void write_nifti_volume(const std::string& path, const Volume& volume);
+
+}  // namespace medsad::data

@@ -1,0 +1,215 @@
+// NIfTI reading: files written by niftilib's own writer with known voxels, scaling and
+// orientation; the canonical RAS+ voxels are checked against a brute-force expectation that
+// ranks every voxel's world coordinate along each axis.
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <set>
+
+#include <nifti1_io.h>
+
+#include "core/error.h"
+#include "core/file_io.h"
+#include "data/nifti_volume.h"
+#include "test_support.h"
+
+namespace medsad::data {
+namespace {
+
+using test::ScratchDir;
+using Affine = std::array<std::array<double, 4>, 3>;  // world (x, y, z) = A · (i, j, k, 1)
+
+// Writes `values` (file order, i fastest) as `datatype` through niftilib; `header` sets the
+// scaling and orientation fields.
+void write_with_niftilib(const std::string& path, int datatype, std::array<int, 3> size,
+                         const std::vector<double>& values, const std::function<void(nifti_image&)>& header) {
+  const int dims[8] = {3, size[0], size[1], size[2], 1, 1, 1, 1};
+  nifti_image* image = nifti_make_new_nim(dims, datatype, 1);
+  ASSERT_NE(image, nullptr);
+  for (size_t v = 0; v < values.size(); ++v) {
+    switch (datatype) {
+      case DT_UINT8: static_cast<uint8_t*>(image->data)[v] = static_cast<uint8_t>(values[v]); break;
+      case DT_INT16: static_cast<int16_t*>(image->data)[v] = static_cast<int16_t>(values[v]); break;
+      case DT_FLOAT32: static_cast<float*>(image->data)[v] = static_cast<float>(values[v]); break;
+      default: FAIL() << "datatype not used by these tests";
+    }
+  }
+  header(*image);
+  nifti_set_filenames(image, path.c_str(), 0, 1);
+  nifti_image_write(image);
+  nifti_image_free(image);
+}
+
+void set_pixdim(nifti_image& image, float dx, float dy, float dz) {
+  image.dx = image.pixdim[1] = dx;
+  image.dy = image.pixdim[2] = dy;
+  image.dz = image.pixdim[3] = dz;
+}
+
+// Brute force: world coordinates of every file voxel; its canonical index along R, A and S is
+// the rank of its x, y and z among all distinct values. Returns [S, A, R].
+torch::Tensor expected_canonical(std::array<int, 3> size, const std::vector<double>& values, const Affine& affine) {
+  std::vector<std::array<double, 3>> world;
+  std::array<std::set<double>, 3> distinct;
+  for (int k = 0; k < size[2]; ++k)
+    for (int j = 0; j < size[1]; ++j)
+      for (int i = 0; i < size[0]; ++i) {
+        std::array<double, 3> w{};
+        for (int r = 0; r < 3; ++r) {
+          w[r] = affine[r][0] * i + affine[r][1] * j + affine[r][2] * k + affine[r][3];
+          distinct[r].insert(w[r]);
+        }
+        world.push_back(w);
+      }
+  const auto rank = [&](int axis, double value) {
+    return static_cast<int64_t>(std::distance(distinct[axis].begin(), distinct[axis].find(value)));
+  };
+  auto out = torch::full({static_cast<int64_t>(distinct[2].size()), static_cast<int64_t>(distinct[1].size()),
+                          static_cast<int64_t>(distinct[0].size())},
+                         std::nan(""), torch::kFloat64);
+  auto a = out.accessor<double, 3>();
+  for (size_t v = 0; v < values.size(); ++v)
+    a[rank(2, world[v][2])][rank(1, world[v][1])][rank(0, world[v][0])] = values[v];
+  return out;
+}
+
+std::vector<double> ramp(std::array<int, 3> size, double offset) {  // value = i + 10 j + 100 k + offset
+  std::vector<double> values;
+  for (int k = 0; k < size[2]; ++k)
+    for (int j = 0; j < size[1]; ++j)
+      for (int i = 0; i < size[0]; ++i) values.push_back(i + 10.0 * j + 100.0 * k + offset);
+  return values;
+}
+
+void expect_one_line_error_naming(const std::function<void()>& read, const std::string& path,
+                                  const std::string& words) {
+  try {
+    read();
+    FAIL() << "no error for " << path;
+  } catch (const Error& e) {
+    EXPECT_EQ(e.path(), path);
+    EXPECT_NE(e.problem().find(words), std::string::npos) << e.what();
+    EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << e.what();
+  }
+}
+
+TEST(NiftiVolume, Int16WithScalingInLpsQformBecomesRas) {
+  ScratchDir dir;
+  const std::array<int, 3> size{4, 3, 2};
+  const auto stored = ramp(size, -60);
+  write_with_niftilib(dir.file("lps.nii"), DT_INT16, size, stored, [](nifti_image& h) {
+    set_pixdim(h, 1.5f, 2.0f, 3.0f);
+    h.scl_slope = 0.5f;
+    h.scl_inter = 3.0f;
+    h.qform_code = NIFTI_XFORM_SCANNER_ANAT;  // quaternion (b, c, d) = (0, 0, 1): 180 deg about z, so LPS
+    h.quatern_b = 0.0f;
+    h.quatern_c = 0.0f;
+    h.quatern_d = 1.0f;
+    h.qfac = 1.0f;
+    h.qoffset_x = 10.0f;
+  });
+  std::vector<double> scaled;
+  for (double v : stored) scaled.push_back(v * 0.5 + 3.0);
+  const Affine lps = {{{-1.5, 0, 0, 10}, {0, -2, 0, 0}, {0, 0, 3, 0}}};
+
+  const Volume volume = read_nifti_volume(dir.file("lps.nii"));
+  EXPECT_TRUE(torch::equal(volume.voxels.to(torch::kFloat64), expected_canonical(size, scaled, lps)));
+  EXPECT_EQ(volume.spacing_mm, (std::array<double, 3>{3.0, 2.0, 1.5}));
+  // LPS: i runs toward the left, j toward posterior, so both in-plane axes are flipped.
+  EXPECT_FLOAT_EQ(volume.voxels[0][0][0].item<float>(), static_cast<float>((3 + 10 * 2 - 60) * 0.5 + 3));
+}
+
+TEST(NiftiVolume, SformPermutationWinsOverQform) {
+  ScratchDir dir;
+  const std::array<int, 3> size{2, 3, 4};
+  const auto values = ramp(size, 0.25);
+  // i -> +z (S), j -> +x (R), k -> -y (toward posterior); the qform says plain RAS and must lose.
+  const Affine permuted = {{{0, 2, 0, 5}, {0, 0, -3, 0}, {1.5, 0, 0, 0}}};
+  write_with_niftilib(dir.file("permuted.nii.gz"), DT_FLOAT32, size, values, [&](nifti_image& h) {
+    set_pixdim(h, 1.5f, 2.0f, 3.0f);
+    h.qform_code = NIFTI_XFORM_SCANNER_ANAT;
+    h.quatern_b = h.quatern_c = h.quatern_d = 0.0f;
+    h.qfac = 1.0f;
+    h.sform_code = NIFTI_XFORM_ALIGNED_ANAT;
+    for (int r = 0; r < 3; ++r)
+      for (int c = 0; c < 4; ++c) h.sto_xyz.m[r][c] = static_cast<float>(permuted[r][c]);
+  });
+
+  const Volume volume = read_nifti_volume(dir.file("permuted.nii.gz"));
+  ASSERT_EQ(volume.voxels.sizes(), (std::vector<int64_t>{2, 4, 3}));  // [S <- i, A <- k, R <- j]
+  EXPECT_TRUE(torch::equal(volume.voxels.to(torch::kFloat64), expected_canonical(size, values, permuted)));
+  EXPECT_EQ(volume.spacing_mm, (std::array<double, 3>{1.5, 3.0, 2.0}));
+}
+
+TEST(NiftiVolume, Uint8GzipWithoutOrientationIsTakenAsRasUnscaled) {
+  ScratchDir dir;
+  const std::array<int, 3> size{5, 4, 3};
+  const auto values = ramp(size, 1);
+  write_with_niftilib(dir.file("plain.nii.gz"), DT_UINT8, size, values, [](nifti_image& h) {
+    h.qform_code = h.sform_code = 0;
+    h.scl_slope = 0.0f;  // NIfTI: no scaling
+    h.scl_inter = 7.0f;  // ignored when the slope is 0
+  });
+  const Volume volume = read_nifti_volume(dir.file("plain.nii.gz"));
+  const auto expected = torch::tensor(values, torch::kFloat64).view({3, 4, 5});
+  EXPECT_TRUE(torch::equal(volume.voxels.to(torch::kFloat64), expected));
+}
+
+TEST(NiftiVolume, WriteThenReadRoundTrips) {
+  ScratchDir dir;
+  Volume volume{torch::randn({3, 5, 4}), {2.5, 1.0, 1.25}};
+  for (const char* name : {"v.nii", "v.nii.gz"}) {
+    write_nifti_volume(dir.file(name), volume);
+    const Volume back = read_nifti_volume(dir.file(name));
+    EXPECT_TRUE(torch::equal(back.voxels, volume.voxels)) << name;
+    EXPECT_EQ(back.spacing_mm, volume.spacing_mm) << name;
+  }
+}
+
+TEST(NiftiVolume, ReadsColin27FromMricronData) {
+  const std::string path = "/usr/share/mricron/templates/ch2.nii.gz";  // uint8, sform RAS, 1 mm
+  const Volume volume = read_nifti_volume(path);
+  EXPECT_EQ(volume.voxels.sizes(), (std::vector<int64_t>{181, 217, 181}));
+  EXPECT_EQ(volume.spacing_mm, (std::array<double, 3>{1.0, 1.0, 1.0}));
+  EXPECT_EQ(volume.voxels.max().item<float>(), 254.0f);
+}
+
+TEST(NiftiVolume, BadFilesGiveOneLineErrorsNamingTheFile) {
+  ScratchDir dir;
+  expect_one_line_error_naming([&] { (void)read_nifti_volume(dir.file("absent.nii")); }, dir.file("absent.nii"),
+                               "no such file");
+
+  const std::string garbage = dir.file("garbage.nii");
+  write_file_atomic(garbage, std::string(500, 'x'));
+  expect_one_line_error_naming([&] { (void)read_nifti_volume(garbage); }, garbage, "not a NIfTI-1 file");
+
+  const Volume volume{torch::rand({6, 7, 8}), {1, 1, 1}};
+  for (const char* name : {"cut.nii", "cut.nii.gz"}) {
+    const std::string path = dir.file(name);
+    write_nifti_volume(path, volume);
+    const auto bytes = read_file_bytes(path);
+    // .nii: the header and half the voxels; .nii.gz: half the compressed stream.
+    const size_t keep = std::string(name) == "cut.nii" ? 352 + 6 * 7 * 8 * 2 : bytes.size() / 2;
+    write_file_atomic(path, bytes.data(), keep);
+    expect_one_line_error_naming([&] { (void)read_nifti_volume(path); }, path, "truncated");
+  }
+
+  const std::string series = dir.file("series.nii");
+  const int dims[8] = {4, 3, 3, 3, 2, 1, 1, 1};
+  nifti_image* image = nifti_make_new_nim(dims, DT_FLOAT32, 1);
+  nifti_set_filenames(image, series.c_str(), 0, 1);
+  nifti_image_write(image);
+  nifti_image_free(image);
+  expect_one_line_error_naming([&] { (void)read_nifti_volume(series); }, series, "holds 2 volumes");
+
+  const std::string mask = dir.file("mask.nii");
+  write_nifti_volume(mask, Volume{torch::ones({6, 7, 9}), {1, 1, 1}});
+  expect_one_line_error_naming([&] { (void)read_nifti_mask(mask, volume, "t1.nii"); }, mask,
+                               "mask is 6x7x9 voxels (SxAxR) but its volume t1.nii is 6x7x8");
+}
+
+}  // namespace
+}  // namespace medsad::data
