@@ -94,9 +94,7 @@ void setup_eval_command(CLI::App& app, Action& action) {
   cmd->add_option("--weights", o->weights, "CLIP backbone (default: the one recorded at training)");
   cmd->add_option("--bpe", o->bpe, "CLIP vocabulary (default: the one recorded at training)");
   cmd->add_option("--batch", o->batch, "batch size (default 8)")->check(CLI::Range(1, 4096));
-  cmd->add_option("--precision", o->precision,
-                  "backbone matrix products: fp32, bf16, or auto (bf16 where the CPU has native bf16)")
-      ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
+  add_precision_option(cmd, o->precision);
   cmd->add_flag("--save-maps", o->save_maps, "write each anomaly map as a 16-bit PNG");
   cmd->add_option("--cases", o->cases, "picture panels of the K best and worst lesions and top-scoring normals")
       ->check(CLI::Range(0, 1000));

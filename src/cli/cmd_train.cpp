@@ -36,9 +36,7 @@ void setup_train_command(CLI::App& app, Action& action) {
   cmd->add_option("--scratch-text-layers", sc.text_layers, "--weights none: text tower blocks (default 2)");
   cmd->add_option("--scratch-embed", sc.embed_dim, "--weights none: joint embedding width (default 128)");
   cmd->add_option("--warmup", o->train.warmup_steps, "linear learning-rate warm-up steps (default 0)");
-  cmd->add_option("--precision", o->precision,
-                  "backbone matrix products: fp32, bf16, or auto (bf16 where the CPU has native bf16)")
-      ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
+  add_precision_option(cmd, o->precision);
   cmd->add_option("--out", o->train.out_dir, "run folder (config.json, last.ckpt, best.ckpt)")->required();
   cmd->add_option("--epochs", o->train.epochs, "epochs (default 20)");
   cmd->add_option("--batch", o->train.batch_size, "batch size (default 8)");

@@ -2,12 +2,21 @@
 // which main() runs after parsing and runtime set-up.
 #pragma once
 #include <functional>
+#include <string>
 
 #include <CLI/CLI.hpp>
 
 namespace medsad::cli {
 
 using Action = std::function<void()>;
+
+// --precision for the commands that run the model (train, eval, predict); resolve the value with
+// medsad::resolve_precision.
+inline void add_precision_option(CLI::App* cmd, std::string& precision) {
+  cmd->add_option("--precision", precision,
+                  "backbone matrix products: fp32, bf16, or auto (bf16 where the CPU has native bf16)")
+      ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
+}
 
 void setup_clip_commands(CLI::App& app, Action& action);
 void setup_train_command(CLI::App& app, Action& action);
