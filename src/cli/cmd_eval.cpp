@@ -102,7 +102,7 @@ void setup_eval_command(CLI::App& app, Action& action) {
   cmd->callback([&action, o, seed_option] {
     action = [o, seed_option] {
       auto trained = model::load_trained_model(o->model, o->weights, o->bpe);
-      trained.model->backbone->set_compute_dtype(resolve_precision(o->precision));
+      trained.model->backbone->set_compute_dtype(configure_precision(o->precision));
       auto spec = resolve_dataset_options(o->data);
       // The splits must be the ones training carved: reuse its seed unless told otherwise.
       if (seed_option->count() == 0) spec.seed = trained.info.training.value("seed", uint64_t(0));

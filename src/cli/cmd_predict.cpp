@@ -36,7 +36,7 @@ void setup_predict_command(CLI::App& app, Action& action) {
   cmd->callback([&action, o] {
     action = [o] {
       auto trained = model::load_trained_model(o->model, o->weights, o->bpe);
-      trained.model->backbone->set_compute_dtype(resolve_precision(o->precision));
+      trained.model->backbone->set_compute_dtype(configure_precision(o->precision));
       const auto& calibration = trained.info.calibration;
       if (!o->out.empty()) fs::create_directories(o->out);
       int64_t failed = 0;

@@ -54,6 +54,8 @@ void setup_train_command(CLI::App& app, Action& action) {
   cmd->add_option("--smooth-sigma", m.smooth_sigma, "Seg map Gaussian sigma at 240 px (default 4; 0 off)");
   cmd->add_option("--lambda-det", m.lambda_det, "weight of the Det BCE loss (default 1)");
   cmd->add_option("--lambda-margin", m.lambda_margin, "weight of the margin loss (default 1)");
+  cmd->add_option("--lesion-weight", m.lesion_weight, "weight of lesion pixels in the focal loss (default 1)");
+  cmd->add_option("--temperature", m.temperature, "tau, the logit scale of the image-text cosines (default 100, CLIP's)");
   cmd->add_flag("--no-tpca", o->no_tpca, "ablation: plain cosine maps without Token-Patch Cross-Attention");
   cmd->add_flag("--no-adapters", o->no_adapters, "ablation: CLIP's own projection instead of adapters");
   cmd->add_flag("--no-augment", o->no_augment, "train without augmentation");
@@ -67,7 +69,7 @@ void setup_train_command(CLI::App& app, Action& action) {
       options.model.use_tpca = !o->no_tpca;
       options.model.use_adapters = !o->no_adapters;
       options.augment = !o->no_augment;
-      options.precision = resolve_precision(o->precision);
+      options.precision = configure_precision(o->precision);
       if (options.weights == "none" && options.model.image_size > 0) options.scratch.image_size = options.model.image_size;
       const auto summary = train::train(options);
       std::printf("{\"epochs\": %lld, \"first_epoch_loss\": %.6f, \"last_epoch_loss\": %.6f, "

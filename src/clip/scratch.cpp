@@ -79,6 +79,20 @@ ClipModel build_scratch_clip(const ClipConfig& config) {
   init_transformer(*text.transformer, config.text.width, config.text.layers);
   auto& visual = *model->visual;
   init_transformer(*visual.transformer, config.vision.width, config.vision.layers);
+  // He initialisation keeps the stem's output at the input's scale (GELU between stages, none
+  // after the last). LibTorch's default shrinks it ~3x per stage, leaving the image content
+  // ~20x weaker than the position embeddings it is added to before ln_pre.
+  if (visual.stem) {
+    for (size_t s = 0; s < visual.stem->size(); ++s) {
+      auto& conv = *visual.stem[s]->as<torch::nn::Conv2dImpl>();
+      const bool last = s + 1 == visual.stem->size();
+      if (last)
+        torch::nn::init::kaiming_normal_(conv.weight, 0.0, torch::kFanIn, torch::kLinear);
+      else
+        torch::nn::init::kaiming_normal_(conv.weight, 0.0, torch::kFanIn, torch::kReLU);
+      torch::nn::init::zeros_(conv.bias);
+    }
+  }
   return model;
 }
 

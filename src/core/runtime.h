@@ -27,4 +27,11 @@ bool cpu_has_native_bf16();
 // Throws Error for any other name.
 torch::Dtype resolve_precision(const std::string& name);
 
+// resolve_precision, and set the process up for it: with bf16, OpenBLAS runs single-threaded
+// (unless OPENBLAS_NUM_THREADS says otherwise). For the commands that run the model.
+torch::Dtype configure_precision(const std::string& name);
+
+// Sets OpenBLAS's thread count at run time; false if the BLAS in use is not OpenBLAS.
+bool set_blas_threads(int n);
+
 }  // namespace medsad

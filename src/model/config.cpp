@@ -42,6 +42,7 @@ void MedSadConfig::validate() const {
   check(margin >= 0 && margin <= 2, "--margin must be in [0, 2]");
   check(lambda_det >= 0 && lambda_margin >= 0, "loss weights must be non-negative");
   check(focal_gamma >= 0 && focal_gamma <= 10, "--focal-gamma must be in [0, 10]");
+  check(lesion_weight > 0 && lesion_weight <= 1000, "--lesion-weight must be in (0, 1000]");
 }
 
 nlohmann::json MedSadConfig::to_json() const {
@@ -61,6 +62,7 @@ nlohmann::json MedSadConfig::to_json() const {
           {"lambda_det", lambda_det},
           {"lambda_margin", lambda_margin},
           {"focal_gamma", focal_gamma},
+          {"lesion_weight", lesion_weight},
           {"train_backbone", train_backbone}};
 }
 
@@ -82,6 +84,7 @@ MedSadConfig MedSadConfig::from_json(const nlohmann::json& j) {
   c.lambda_det = j.at("lambda_det").get<double>();
   c.lambda_margin = j.at("lambda_margin").get<double>();
   c.focal_gamma = j.at("focal_gamma").get<double>();
+  c.lesion_weight = j.value("lesion_weight", 1.0);
   c.train_backbone = j.value("train_backbone", false);
   c.validate();
   return c;

@@ -28,6 +28,7 @@ struct MedSadConfig {
   double lambda_det = 1.0;           // weight of the Det BCE
   double lambda_margin = 1.0;        // weight of the margin loss
   double focal_gamma = 2.0;
+  double lesion_weight = 1.0;        // weight of lesion pixels in the focal loss (1: the design's plain focal)
   bool train_backbone = false;       // scratch backbone (--weights none): trained with the rest, saved in the checkpoint
 
   // Resolves defaults that depend on the backbone (tap blocks, input size); validates ranges.

@@ -2,10 +2,11 @@
 
 namespace medsad::model {
 
-torch::Tensor loss_focal(const torch::Tensor& prob, const torch::Tensor& mask, double gamma) {
-  const auto p = prob.clamp(1e-6, 1 - 1e-6);
-  const auto positive = -torch::pow(1 - p, gamma) * torch::log(p);
-  const auto negative = -torch::pow(p, gamma) * torch::log(1 - p);
+torch::Tensor loss_focal(const torch::Tensor& logits, const torch::Tensor& mask, double gamma, double lesion_weight) {
+  // log p and log(1-p) from the logit directly: finite and with gradient however saturated p is.
+  const auto p = torch::sigmoid(logits);
+  const auto positive = -lesion_weight * torch::pow(1 - p, gamma) * torch::log_sigmoid(logits);
+  const auto negative = -torch::pow(p, gamma) * torch::log_sigmoid(-logits);
   return torch::where(mask > 0.5, positive, negative).mean();
 }
 
@@ -15,8 +16,8 @@ torch::Tensor loss_dice(const torch::Tensor& prob, const torch::Tensor& mask) {
   return (1 - dice).mean();
 }
 
-torch::Tensor loss_bce(const torch::Tensor& p, const torch::Tensor& labels) {
-  return torch::binary_cross_entropy(p.clamp(1e-6, 1 - 1e-6), labels.to(p.dtype()));
+torch::Tensor loss_bce(const torch::Tensor& logits, const torch::Tensor& labels) {
+  return torch::binary_cross_entropy_with_logits(logits, labels.to(logits.dtype()));
 }
 
 torch::Tensor loss_margin(const torch::Tensor& global, const torch::Tensor& text, const torch::Tensor& labels,
@@ -29,18 +30,18 @@ torch::Tensor loss_margin(const torch::Tensor& global, const torch::Tensor& text
 LossTerms medsad_loss(const MedSadOutput& out, const torch::Tensor& masks, const torch::Tensor& has_mask,
                       const torch::Tensor& labels, const MedSadConfig& config) {
   LossTerms terms;
-  terms.seg = torch::zeros({}, out.p_det.options());
+  terms.seg = torch::zeros({}, out.det_logits.options());
   if (has_mask.any().item<bool>()) {
     const auto idx = has_mask.nonzero().squeeze(1);
     const auto y = masks.index_select(0, idx);
-    for (const auto& level : out.level_maps) {
-      const auto p = level.index_select(0, idx);
-      terms.seg = terms.seg + loss_focal(p, y, config.focal_gamma) + loss_dice(p, y);
+    for (size_t level = 0; level < out.level_logits.size(); ++level) {
+      const auto z = out.level_logits[level].index_select(0, idx);
+      terms.seg = terms.seg + loss_focal(z, y, config.focal_gamma, config.lesion_weight) + loss_dice(torch::sigmoid(z), y);
     }
   }
-  terms.det = loss_bce(out.p_det, labels);
+  terms.det = loss_bce(out.det_logits.select(-1, 1) - out.det_logits.select(-1, 0), labels);
   terms.margin = config.margin > 0 ? loss_margin(out.global, out.text.global, labels, config.margin, config.temperature)
-                                   : torch::zeros({}, out.p_det.options());
+                                   : torch::zeros({}, out.det_logits.options());
   terms.total = terms.seg + config.lambda_det * terms.det + config.lambda_margin * terms.margin;
   return terms;
 }

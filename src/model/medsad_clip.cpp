@@ -82,12 +82,16 @@ MedSadOutput MedSadClipImpl::forward(const torch::Tensor& images, bool smooth) {
       patches = tpca[level]->as<TokenPatchCrossAttentionImpl>()->forward(patches, out.text.tokens, out.text.token_valid);
     patches = F::normalize(patches, F::NormalizeFuncOptions().dim(-1));
     const auto logits = tau * torch::matmul(patches, text_global.t());  // [B, N, 2]
-    auto prob = torch::softmax(logits, -1).select(-1, 1).view({B, 1, grid_h, grid_w});  // [B, 1, gh, gw]
-    prob = F::interpolate(prob, F::InterpolateFuncOptions()
-                                    .size(std::vector<int64_t>{S, S})
-                                    .mode(torch::kBilinear)
-                                    .align_corners(false));
-    out.level_maps.push_back(prob.squeeze(1));  // [B, S, S]
+    // softmax(l)[abnormal] = sigmoid(l_a - l_n). The logit grid is upsampled, not the
+    // probabilities: at tau = 100 probabilities saturate and the losses need log-probabilities
+    // that stay finite with live gradients (see losses.h).
+    auto level_logit = (logits.select(-1, 1) - logits.select(-1, 0)).view({B, 1, grid_h, grid_w});  // [B, 1, gh, gw]
+    level_logit = F::interpolate(level_logit, F::InterpolateFuncOptions()
+                                                  .size(std::vector<int64_t>{S, S})
+                                                  .mode(torch::kBilinear)
+                                                  .align_corners(false));
+    out.level_logits.push_back(level_logit.squeeze(1));        // [B, S, S]
+    out.level_maps.push_back(torch::sigmoid(out.level_logits.back()));  // [B, S, S]
     class_features.push_back(det_class);
     ++level;
   }
@@ -95,7 +99,7 @@ MedSadOutput MedSadClipImpl::forward(const torch::Tensor& images, bool smooth) {
   if (smooth) out.anomaly_map = gaussian_smooth(out.anomaly_map, config.smooth_sigma * S / 240.0);
   out.global = F::normalize(torch::stack(class_features).mean(0), F::NormalizeFuncOptions().dim(-1));  // [B, E]
   out.det_logits = tau * torch::matmul(out.global, text_global.t());                                // [B, 2]
-  out.p_det = torch::softmax(out.det_logits, -1).select(-1, 1);                                     // [B]
+  out.p_det = torch::sigmoid(out.det_logits.select(-1, 1) - out.det_logits.select(-1, 0));         // [B]
   out.score = config.score_alpha * out.p_det + (1 - config.score_alpha) * top_percent_mean(out.anomaly_map);
   return out;
 }

@@ -16,7 +16,8 @@
 namespace medsad::model {
 
 struct MedSadOutput {
-  std::vector<torch::Tensor> level_maps;  // per tap level: [B, S, S] abnormal probability
+  std::vector<torch::Tensor> level_logits;  // per tap level: [B, S, S] abnormal-minus-normal logit, upsampled
+  std::vector<torch::Tensor> level_maps;    // per tap level: [B, S, S] abnormal probability, sigmoid(level_logits)
   torch::Tensor anomaly_map;              // [B, S, S] mean of the levels (smoothed if asked)
   torch::Tensor det_logits;               // [B, 2] tau * cosines with (normal, abnormal)
   torch::Tensor p_det;                    // [B] abnormal probability of the Det branch

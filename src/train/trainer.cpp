@@ -207,7 +207,7 @@ TrainSummary train(const TrainOptions& o) {
     torch::manual_seed(o.seed * 1000003 + static_cast<uint64_t>(epoch));  // resumable, reproducible augmentation
     model->train();
     const auto order = shuffled(N, o.seed * 7919 + static_cast<uint64_t>(epoch));
-    double loss_sum = 0;
+    double loss_sum = 0, seg_sum = 0, det_sum = 0, margin_sum = 0;
     for (int64_t step = 0; step < steps_per_epoch; ++step) {
       const int64_t global_step = epoch * steps_per_epoch + step;
       const double warmup = o.warmup_steps > 0 ? std::min(1.0, (global_step + 1.0) / o.warmup_steps) : 1.0;
@@ -228,6 +228,9 @@ TrainSummary train(const TrainOptions& o) {
       torch::nn::utils::clip_grad_norm_(trainable, 1.0);
       optimizer.step();
       loss_sum += terms.total.item<double>();
+      seg_sum += terms.seg.item<double>();
+      det_sum += terms.det.item<double>();
+      margin_sum += terms.margin.item<double>();
       ++steps_done_here;
       if (tty) {
         const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
@@ -257,8 +260,9 @@ TrainSummary train(const TrainOptions& o) {
     info.training["loss"] = epoch_loss;
     save_checkpoint(last_path, *model, info, optimizer_state(optimizer, *model));
     if (improved) save_checkpoint(best_path, *model, info);
-    spdlog::info("epoch {}/{}: loss {:.4f}, validation score {:.4f}{}", epoch + 1, o.epochs, epoch_loss, score,
-                 improved ? " (best)" : "");
+    spdlog::info("epoch {}/{}: loss {:.4f} (seg {:.4f}, det {:.4f}, margin {:.4f}), validation score {:.4f}{}",
+                 epoch + 1, o.epochs, epoch_loss, seg_sum / steps_per_epoch, det_sum / steps_per_epoch,
+                 margin_sum / steps_per_epoch, score, improved ? " (best)" : "");
     summary.epochs_run = epoch + 1;
   }
   summary.best_validation = best;

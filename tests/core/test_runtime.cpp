@@ -1,4 +1,10 @@
 #include "core/runtime.h"
+
+#include <dlfcn.h>
+
+#include <cstdlib>
+
+#include "core/error.h"
 #include "test_support.h"
 
 using namespace medsad;
@@ -20,4 +26,18 @@ TEST(Runtime, ThreadsDefaultToEveryCore) {
   EXPECT_EQ(torch::get_num_threads(), 3);
   EXPECT_EQ(configure_threads(0), static_cast<int>(std::thread::hardware_concurrency()));
   torch::set_num_threads(2);
+}
+
+TEST(Runtime, Bf16RunsOpenBlasSingleThreadedAndFp32LeavesItAlone) {
+  using GetThreads = int (*)();
+  auto* get = reinterpret_cast<GetThreads>(::dlsym(RTLD_DEFAULT, "openblas_get_num_threads"));
+  ASSERT_NE(get, nullptr) << "the setup installs OpenBLAS";
+  ASSERT_EQ(std::getenv("OPENBLAS_NUM_THREADS"), nullptr) << "the test needs OpenBLAS's own default";
+  ASSERT_TRUE(set_blas_threads(2));
+  EXPECT_EQ(configure_precision("fp32"), torch::kFloat32);
+  EXPECT_EQ(get(), 2);
+  EXPECT_EQ(configure_precision("bf16"), torch::kBFloat16);
+  EXPECT_EQ(get(), 1);
+  EXPECT_THROW(configure_precision("fp16"), Error);
+  set_blas_threads(2);
 }

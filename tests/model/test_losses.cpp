@@ -9,11 +9,37 @@ using namespace medsad::model;
 TEST(ModelLosses, FocalByHand) {
   // p = 0.8 on a lesion pixel: -(0.2^2) ln 0.8; p = 0.3 on a normal pixel: -(0.3^2) ln 0.7.
   const auto prob = torch::tensor({0.8, 0.3}, torch::kFloat64).view({1, 1, 2});
+  const auto logits = torch::log(prob / (1 - prob));
   const auto mask = torch::tensor({1.0, 0.0}, torch::kFloat64).view({1, 1, 2});
   const double expected = (-(0.04) * std::log(0.8) - 0.09 * std::log(0.7)) / 2;
-  EXPECT_NEAR(loss_focal(prob, mask, 2.0).item<double>(), expected, 1e-12);
+  EXPECT_NEAR(loss_focal(logits, mask, 2.0).item<double>(), expected, 1e-12);
   // gamma = 0 is plain BCE.
-  EXPECT_NEAR(loss_focal(prob, mask, 0.0).item<double>(), (-std::log(0.8) - std::log(0.7)) / 2, 1e-12);
+  EXPECT_NEAR(loss_focal(logits, mask, 0.0).item<double>(), (-std::log(0.8) - std::log(0.7)) / 2, 1e-12);
+}
+
+TEST(ModelLosses, LesionWeightScalesOnlyLesionPixels) {
+  // w = 5: the lesion pixel's term is 5x, the normal pixel's unchanged.
+  const auto prob = torch::tensor({0.8, 0.3}, torch::kFloat64).view({1, 1, 2});
+  const auto logits = torch::log(prob / (1 - prob));
+  const auto mask = torch::tensor({1.0, 0.0}, torch::kFloat64).view({1, 1, 2});
+  const double expected = (-5 * 0.04 * std::log(0.8) - 0.09 * std::log(0.7)) / 2;
+  EXPECT_NEAR(loss_focal(logits, mask, 2.0, 5.0).item<double>(), expected, 1e-12);
+}
+
+TEST(ModelLosses, SaturatedWrongPredictionsKeepLossAndGradient) {
+  // A lesion pixel at logit -40 (p = 4e-18, saturated in float): BCE = 40 exactly, and the
+  // gradient is -1 per pixel / count, not the zero a clamped probability would give.
+  auto logits = torch::tensor({-40.0f, 40.0f}).view({1, 1, 2}).requires_grad_();
+  const auto mask = torch::tensor({1.0f, 1.0f}).view({1, 1, 2});
+  const auto loss = loss_focal(logits, mask, 0.0);
+  EXPECT_NEAR(loss.item<float>(), 20.0f, 1e-4);
+  loss.backward();
+  EXPECT_NEAR(logits.grad()[0][0][0].item<float>(), -0.5f, 1e-6);
+  auto det = torch::tensor({-60.0f}).requires_grad_();
+  const auto bce = loss_bce(det, torch::tensor({1}));
+  EXPECT_NEAR(bce.item<float>(), 60.0f, 1e-4);
+  bce.backward();
+  EXPECT_NEAR(det.grad()[0].item<float>(), -1.0f, 1e-6);
 }
 
 TEST(ModelLosses, DiceByHand) {
@@ -28,7 +54,7 @@ TEST(ModelLosses, DiceByHand) {
 TEST(ModelLosses, BceByHand) {
   const auto p = torch::tensor({0.9, 0.2}, torch::kFloat64);
   const auto y = torch::tensor({1, 0});
-  EXPECT_NEAR(loss_bce(p, y).item<double>(), (-std::log(0.9) - std::log(0.8)) / 2, 1e-12);
+  EXPECT_NEAR(loss_bce(torch::log(p / (1 - p)), y).item<double>(), (-std::log(0.9) - std::log(0.8)) / 2, 1e-12);
 }
 
 TEST(ModelLosses, MarginByHand) {
@@ -47,8 +73,8 @@ TEST(ModelLosses, MarginByHand) {
 TEST(ModelLosses, TotalSkipsSegForAbnormalImagesWithoutMask) {
   MedSadConfig config;
   MedSadOutput out;
-  out.level_maps = {torch::full({2, 2, 2}, 0.5, torch::kFloat64)};
-  out.p_det = torch::tensor({0.5, 0.5}, torch::kFloat64);
+  out.level_logits = {torch::zeros({2, 2, 2}, torch::kFloat64)};  // p = 0.5 everywhere
+  out.det_logits = torch::zeros({2, 2}, torch::kFloat64);
   out.global = torch::tensor({1.0, 0.0, 0.0, 1.0}, torch::kFloat64).view({2, 2});
   out.text.global = torch::eye(2, torch::kFloat64);
   const auto masks = torch::zeros({2, 2, 2}, torch::kFloat64);

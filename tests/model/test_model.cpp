@@ -151,6 +151,8 @@ TEST(ModelMedSad, OutputsHaveDesignShapesAndOnlyNewPartsTrain) {
   const auto out = model->forward(images, /*smooth=*/true);
   ASSERT_EQ(out.level_maps.size(), 4u);
   EXPECT_EQ(out.level_maps[0].sizes(), torch::IntArrayRef({3, 64, 64}));
+  EXPECT_TRUE(torch::allclose(out.level_maps[0], torch::sigmoid(out.level_logits[0])));
+  EXPECT_TRUE(torch::allclose(out.p_det, torch::softmax(out.det_logits, 1).select(1, 1), 1e-5, 1e-6));
   EXPECT_EQ(out.anomaly_map.sizes(), torch::IntArrayRef({3, 64, 64}));
   EXPECT_EQ(out.p_det.sizes(), torch::IntArrayRef({3}));
   EXPECT_EQ(out.score.sizes(), torch::IntArrayRef({3}));
