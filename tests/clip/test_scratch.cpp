@@ -2,6 +2,7 @@
 // config JSON round trip, the byte-level tokenizer, and bf16 compute against fp32.
 #include "clip/preprocess.h"
 #include "clip/scratch.h"
+#include "clip/tiny_scratch_options.h"
 #include "clip/tokenizer.h"
 #include "clip/weights.h"
 #include "core/error.h"
@@ -12,19 +13,6 @@ using namespace medsad::clip;
 
 namespace {
 
-ScratchClipOptions tiny_options() {
-  ScratchClipOptions o;
-  o.image_size = 32;
-  o.patch_size = 8;
-  o.width = 64;
-  o.layers = 2;
-  o.text_width = 64;
-  o.text_layers = 1;
-  o.context_length = 16;
-  o.embed_dim = 32;
-  return o;
-}
-
 double cosine(const torch::Tensor& a, const torch::Tensor& b) {
   return torch::nn::functional::cosine_similarity(a.flatten().unsqueeze(0), b.flatten().unsqueeze(0))
       .item<double>();
@@ -33,7 +21,7 @@ double cosine(const torch::Tensor& a, const torch::Tensor& b) {
 }  // namespace
 
 TEST(ScratchClip, ConfigHasConvStemAndRoundTripsThroughJson) {
-  const auto config = scratch_clip_config(tiny_options(), 258);
+  const auto config = scratch_clip_config(medsad::test::tiny_scratch_options(), 258);
   EXPECT_EQ(config.vision.stem, PatchStem::ConvStack);
   EXPECT_EQ(config.vision.heads, 1);
   EXPECT_EQ(config.text.vocab_size, 258);
@@ -44,20 +32,20 @@ TEST(ScratchClip, ConfigHasConvStemAndRoundTripsThroughJson) {
 }
 
 TEST(ScratchClip, AbsurdSizesAreRefused) {
-  auto o = tiny_options();
+  auto o = medsad::test::tiny_scratch_options();
   o.width = 100;  // not a multiple of 64
   EXPECT_THROW(scratch_clip_config(o, 258), Error);
-  o = tiny_options();
+  o = medsad::test::tiny_scratch_options();
   o.image_size = 36;  // not a multiple of the stem stride
   EXPECT_THROW(scratch_clip_config(o, 258), Error);
-  o = tiny_options();
+  o = medsad::test::tiny_scratch_options();
   o.layers = 0;
   EXPECT_THROW(scratch_clip_config(o, 258), Error);
 }
 
 TEST(ScratchClip, ConvStemMatchesHandBuiltConvolutions) {
   torch::manual_seed(3);
-  auto model = build_scratch_clip(scratch_clip_config(tiny_options(), 258));
+  auto model = build_scratch_clip(scratch_clip_config(medsad::test::tiny_scratch_options(), 258));
   auto& visual = *model->visual;
   ASSERT_EQ(visual.stem->size(), 3u);  // patch 8 = three stride-2 convolutions
   torch::NoGradGuard no_grad;
@@ -81,7 +69,7 @@ TEST(ScratchClip, ConvStemMatchesHandBuiltConvolutions) {
 
 TEST(ScratchClip, Bf16ComputeAgreesWithFp32) {
   torch::manual_seed(4);
-  auto model = build_scratch_clip(scratch_clip_config(tiny_options(), 258));
+  auto model = build_scratch_clip(scratch_clip_config(medsad::test::tiny_scratch_options(), 258));
   torch::NoGradGuard no_grad;
   const auto images = torch::randn({3, 3, 32, 32});
   const auto fp32 = model->encode_image(images);
@@ -105,7 +93,7 @@ TEST(ScratchClip, Bf16ImageEmbeddingsOfTheFixtureAgreeWithFp32) {
 
 TEST(ScratchClip, GradientsReachFp32WeightsThroughBf16Compute) {
   torch::manual_seed(5);
-  auto model = build_scratch_clip(scratch_clip_config(tiny_options(), 258));
+  auto model = build_scratch_clip(scratch_clip_config(medsad::test::tiny_scratch_options(), 258));
   model->set_compute_dtype(torch::kBFloat16);
   model->encode_image(torch::randn({2, 3, 32, 32})).pow(2).sum().backward();
   const auto& stem0 = model->visual->stem[0]->as<torch::nn::Conv2dImpl>()->weight;

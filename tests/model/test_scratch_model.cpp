@@ -1,6 +1,7 @@
 // MedSAD-CLIP on a scratch backbone: the backbone trains and travels inside the checkpoint, and
 // a reloaded checkpoint reproduces the model's outputs exactly.
 #include "clip/scratch.h"
+#include "clip/tiny_scratch_options.h"
 #include "clip/tokenizer.h"
 #include "core/error.h"
 #include "model/checkpoint.h"
@@ -19,13 +20,7 @@ struct ScratchModel {
 };
 
 ScratchModel make_scratch_model(PromptMode prompts) {
-  clip::ScratchClipOptions o;
-  o.image_size = 32;
-  o.width = 64;
-  o.layers = 2;
-  o.text_width = 64;
-  o.text_layers = 1;
-  o.embed_dim = 32;
+  const auto o = test::tiny_scratch_options();
   ScratchModel m;
   const auto tokenizer = clip::Tokenizer::byte_level();
   m.clip_config = clip::scratch_clip_config(o, tokenizer.vocab_size());
