@@ -36,7 +36,8 @@ LossTerms medsad_loss(const MedSadOutput& out, const torch::Tensor& masks, const
     const auto y = masks.index_select(0, idx);
     for (size_t level = 0; level < out.level_logits.size(); ++level) {
       const auto z = out.level_logits[level].index_select(0, idx);
-      terms.seg = terms.seg + loss_focal(z, y, config.focal_gamma, config.lesion_weight) + loss_dice(torch::sigmoid(z), y);
+      const auto p = out.level_maps[level].index_select(0, idx);  // sigmoid(z), already computed
+      terms.seg = terms.seg + loss_focal(z, y, config.focal_gamma, config.lesion_weight) + loss_dice(p, y);
     }
   }
   terms.det = loss_bce(out.det_logits.select(-1, 1) - out.det_logits.select(-1, 0), labels);

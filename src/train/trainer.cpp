@@ -227,7 +227,8 @@ TrainSummary train(const TrainOptions& o) {
       terms.total.backward();
       torch::nn::utils::clip_grad_norm_(trainable, 1.0);
       optimizer.step();
-      loss_sum += terms.total.item<double>();
+      const double loss = terms.total.item<double>();
+      loss_sum += loss;
       seg_sum += terms.seg.item<double>();
       det_sum += terms.det.item<double>();
       margin_sum += terms.margin.item<double>();
@@ -236,7 +237,7 @@ TrainSummary train(const TrainOptions& o) {
         const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
         const double eta = elapsed / steps_done_here * (total_steps - global_step - 1);
         std::fprintf(stderr, "\repoch %lld/%lld  step %lld/%lld  loss %.4f  eta %s   ", (long long)epoch + 1,
-                     (long long)o.epochs, (long long)step + 1, (long long)steps_per_epoch, terms.total.item<double>(),
+                     (long long)o.epochs, (long long)step + 1, (long long)steps_per_epoch, loss,
                      format_duration(eta).c_str());
       }
     }

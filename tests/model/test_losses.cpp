@@ -74,6 +74,7 @@ TEST(ModelLosses, TotalSkipsSegForAbnormalImagesWithoutMask) {
   MedSadConfig config;
   MedSadOutput out;
   out.level_logits = {torch::zeros({2, 2, 2}, torch::kFloat64)};  // p = 0.5 everywhere
+  out.level_maps = {torch::sigmoid(out.level_logits[0])};
   out.det_logits = torch::zeros({2, 2}, torch::kFloat64);
   out.global = torch::tensor({1.0, 0.0, 0.0, 1.0}, torch::kFloat64).view({2, 2});
   out.text.global = torch::eye(2, torch::kFloat64);
