@@ -101,8 +101,7 @@ void setup_eval_command(CLI::App& app, Action& action) {
   auto* seed_option = cmd->get_option("--seed");
   cmd->callback([&action, o, seed_option] {
     action = [o, seed_option] {
-      auto trained = model::load_trained_model(o->model, o->weights, o->bpe);
-      trained.model->backbone->set_compute_dtype(configure_precision(o->precision));
+      auto trained = model::load_trained_model(o->model, o->weights, o->bpe, configure_precision(o->precision));
       auto spec = resolve_dataset_options(o->data);
       // The splits must be the ones training carved: reuse its seed unless told otherwise.
       if (seed_option->count() == 0) spec.seed = trained.info.training.value("seed", uint64_t(0));

@@ -3,6 +3,7 @@
 // A bad image prints one error line and the run goes on; the exit code is 1 if any failed.
 #include <cstdio>
 #include <filesystem>
+#include <future>
 
 #include <nlohmann/json.hpp>
 
@@ -35,23 +36,38 @@ void setup_predict_command(CLI::App& app, Action& action) {
   add_precision_option(cmd, o->precision);
   cmd->callback([&action, o] {
     action = [o] {
-      auto trained = model::load_trained_model(o->model, o->weights, o->bpe);
-      trained.model->backbone->set_compute_dtype(configure_precision(o->precision));
+      auto trained = model::load_trained_model(o->model, o->weights, o->bpe, configure_precision(o->precision));
       const auto& calibration = trained.info.calibration;
       if (!o->out.empty()) fs::create_directories(o->out);
       int64_t failed = 0;
-      for (size_t start = 0; start < o->images.size(); start += static_cast<size_t>(o->batch)) {
-        std::vector<std::string> paths;
+      struct Batch {
+        std::vector<std::string> paths, errors;
         std::vector<torch::Tensor> images;
-        for (size_t i = start; i < std::min(o->images.size(), start + static_cast<size_t>(o->batch)); ++i) {
-          try {
-            images.push_back(read_image_rgb(o->images[i]));
-            paths.push_back(o->images[i]);
-          } catch (const Error& e) {
-            std::fprintf(stderr, "medsad: error: %s\n", e.what());
-            ++failed;
+      };
+      const auto step = static_cast<size_t>(o->batch);
+      auto read_from = [&](size_t start) {
+        return std::async(std::launch::async, [&o, start, step] {
+          Batch b;
+          for (size_t i = start; i < std::min(o->images.size(), start + step); ++i) {
+            try {
+              b.images.push_back(read_image_rgb(o->images[i]));
+              b.paths.push_back(o->images[i]);
+            } catch (const Error& e) {
+              b.errors.push_back(e.what());
+            }
           }
-        }
+          return b;
+        });
+      };
+      // The next batch is decoded while the model scores this one.
+      auto next = read_from(0);
+      for (size_t start = 0; start < o->images.size(); start += step) {
+        const Batch batch = next.get();
+        if (start + step < o->images.size()) next = read_from(start + step);
+        for (const auto& error : batch.errors) std::fprintf(stderr, "medsad: error: %s\n", error.c_str());
+        failed += static_cast<int64_t>(batch.errors.size());
+        const auto& paths = batch.paths;
+        const auto& images = batch.images;
         const auto results = eval::predict_images(*trained.model, trained.preprocess, images, o->batch);
         for (size_t i = 0; i < results.size(); ++i) {
           const auto lesion = results[i].map >= calibration.pixel_threshold;

@@ -7,10 +7,6 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
-#include <malloc.h>
-#include <unistd.h>
-
-#include <cstdlib>
 #include <iostream>
 
 #include "cli/commands.h"
@@ -18,21 +14,7 @@
 #include "core/runtime.h"
 
 int main(int argc, char** argv) {
-  // LibTorch's OpenMP threads (oneDNN bf16 kernels, element-wise ops) and OpenBLAS's own pthreads
-  // take turns on the same cores. With libgomp's default wait policy idle OpenMP threads spin
-  // and starve the BLAS threads: bf16 training measured 5x slower than with PASSIVE. libgomp
-  // reads the policy once, when it is loaded, so set it and start again (once: the variable is
-  // then set). A user's own OMP_WAIT_POLICY is respected.
-  if (!std::getenv("OMP_WAIT_POLICY")) {
-    ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-    ::execv("/proc/self/exe", argv);  // returns only on failure: carry on with the default policy
-  }
-  // Training allocates and frees the same few-MB activation buffers every step. glibc's default
-  // hands blocks over 128 kB back to the kernel on free (mmap/munmap) and trims the heap eagerly,
-  // so each step page-faults its memory in again: a third of training time went to the kernel.
-  // Keeping blocks up to 32 MB (glibc's maximum) in the heap measured 1.4x faster training.
-  ::mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
-  ::mallopt(M_TRIM_THRESHOLD, 1024 * 1024 * 1024);
+  medsad::configure_process(argv);
   // Logs go to stderr so that stdout carries only results (JSON).
   spdlog::set_default_logger(spdlog::stderr_color_st("medsad"));
   spdlog::set_pattern("%^%l%$: %v");

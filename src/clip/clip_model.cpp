@@ -13,7 +13,31 @@ ClipModelImpl::ClipModelImpl(const ClipConfig& cfg) : config(cfg) {
 
 void ClipModelImpl::set_compute_dtype(torch::Dtype dtype) {
   visual->set_compute_dtype(dtype);
-  text->transformer->set_compute_dtype(dtype);
+  if (text) text->transformer->set_compute_dtype(dtype);
+}
+
+std::vector<torch::Tensor> ClipModelImpl::matrix_parameters() {
+  std::vector<torch::Tensor> out;
+  for (auto& p : named_parameters(/*recurse=*/true)) {
+    const std::string& key = p.key();
+    const bool in_block = key.find("transformer.resblocks.") != std::string::npos &&
+                          key.find(".ln_") == std::string::npos;
+    const bool in_stem = key.rfind("visual.conv1.", 0) == 0 || key.rfind("visual.stem.", 0) == 0;
+    if (in_block || in_stem) out.push_back(p.value());
+  }
+  return out;
+}
+
+void ClipModelImpl::store_matrices_in(torch::Dtype dtype) {
+  torch::NoGradGuard no_grad;
+  for (auto& p : matrix_parameters())
+    if (p.scalar_type() != dtype) p.set_data(p.to(dtype));
+}
+
+void ClipModelImpl::release_text_tower() {
+  if (!text) return;
+  unregister_module("text");
+  text = nullptr;
 }
 
 }  // namespace medsad::clip

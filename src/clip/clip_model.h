@@ -2,6 +2,8 @@
 // under "visual." (image tower), "text." (text tower; OpenAI keeps these at the top level) and
 // "logit_scale".
 #pragma once
+#include <vector>
+
 #include <torch/torch.h>
 
 #include "clip/config.h"
@@ -18,6 +20,15 @@ struct ClipModelImpl : torch::nn::Module {
   // Matrix products and convolutions of both towers in `dtype` (fp32 or bf16); parameters,
   // LayerNorms, softmax accumulation and outputs stay fp32.
   void set_compute_dtype(torch::Dtype dtype);
+  // The weights that only matrix products and convolutions read: the blocks' projections and the
+  // patch embedding, over 95% of the parameters. LayerNorms, embeddings and the output
+  // projections are not among them.
+  std::vector<torch::Tensor> matrix_parameters();
+  // Stores matrix_parameters() in `dtype` (bf16 halves the memory and spares the per-call cast).
+  // For a frozen backbone: no fp32 master copy is kept.
+  void store_matrices_in(torch::Dtype dtype);
+  // Drops the text tower once the prompt features are computed (inference): a quarter of ViT-L/14.
+  void release_text_tower();
 
   ClipConfig config;
   VisionTransformer visual{nullptr};

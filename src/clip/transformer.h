@@ -10,6 +10,11 @@ namespace medsad::clip {
 
 torch::Tensor apply_activation(const torch::Tensor& x, Activation act);
 
+// Large intermediates are made in slices no bigger than these (see SelfAttention and the MLP):
+// under glibc's 32 MB mmap threshold and nearer the cache sizes. Small inputs take one slice.
+constexpr int64_t kAttentionChunkElements = int64_t{4} << 20;  // attention weights, 16 MB in fp32
+constexpr int64_t kMlpChunkBytes = int64_t{16} << 20;         // MLP hidden activations
+
 // y = x W^T + b computed in `dtype`: with bf16 the matrix product runs on oneDNN's bf16 kernels
 // (AVX-512 BF16 / AMX; ~15x fp32 on CPUs that have them) while W stays an fp32 master weight,
 // so gradients still reach fp32 parameters. Returns `dtype`.

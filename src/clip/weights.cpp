@@ -143,7 +143,7 @@ ClipCheckpoint read_clip_checkpoint(const std::string& path, const std::string& 
   for (auto& [key, tensor] : raw) {
     if (is_non_weight(key)) continue;
     if (!tensor.is_floating_point()) fail(path, "tensor '" + key + "' is not floating point");
-    ckpt.tensors[key] = tensor.to(torch::kFloat32).contiguous();
+    ckpt.tensors[key] = tensor.contiguous();
   }
   ckpt.config = infer_clip_config(ckpt.tensors, path);
   if (hf && hf->has_config) {
@@ -160,9 +160,26 @@ ClipCheckpoint read_clip_checkpoint(const std::string& path, const std::string& 
   return ckpt;
 }
 
-ClipModel build_clip_model(const ClipCheckpoint& ckpt) {
-  ClipModel model(ckpt.config);
+ClipModel build_clip_model(const ClipCheckpoint& ckpt, torch::Dtype matrix_dtype) {
+  ClipModel model{nullptr};
+  {
+    // Modules allocate in the default dtype: allocate in matrix_dtype, then bring back to fp32
+    // what must stay fp32 (a few percent of the weights).
+    const auto previous = c10::get_default_dtype();
+    c10::set_default_dtype(caffe2::TypeMeta::fromScalarType(matrix_dtype));
+    try {
+      model = ClipModel(ckpt.config);
+    } catch (...) {
+      c10::set_default_dtype(previous);
+      throw;
+    }
+    c10::set_default_dtype(previous);
+  }
   torch::NoGradGuard no_grad;
+  std::set<const void*> matrices;
+  for (const auto& p : model->matrix_parameters()) matrices.insert(p.unsafeGetTensorImpl());
+  for (auto& p : model->parameters())
+    if (!matrices.count(p.unsafeGetTensorImpl()) && p.scalar_type() != torch::kFloat32) p.set_data(p.to(torch::kFloat32));
   std::set<std::string> used;
   auto copy_into = [&](const std::string& model_key, torch::Tensor& target) {
     // The text tower's parameters sit at the top level of OpenAI checkpoints.

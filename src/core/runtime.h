@@ -8,6 +8,11 @@
 
 namespace medsad {
 
+// First thing in main(): OpenMP threads wait passively (the program is re-executed once with
+// OMP_WAIT_POLICY=PASSIVE unless the user set it) and glibc keeps freed activation buffers in
+// the heap instead of returning them to the kernel.
+void configure_process(char** argv);
+
 // Sets LibTorch's intra-op threads: n > 0 as given, n == 0 means every core.
 // Returns the count in effect.
 int configure_threads(int n);

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <future>
 #include <iomanip>
 #include <limits>
 #include <sstream>
@@ -58,34 +59,55 @@ std::optional<double> lesion_dice(const ImageResult& r, double pixel_threshold) 
   return confusion_at(r.map.flatten(), truth, pixel_threshold).dice();
 }
 
+namespace {
+
+struct ReadChunk {
+  std::vector<ImageResult> results;   // path, label, mask or error of each sample
+  std::vector<torch::Tensor> images;  // the readable ones, in order
+};
+
+// Decodes samples [start, end). An unreadable image becomes that sample's error; an unreadable
+// mask of a readable image throws (a broken dataset, not a broken input).
+ReadChunk read_chunk(const std::vector<data::Sample>& samples, size_t start, size_t end) {
+  ReadChunk chunk;
+  for (size_t i = start; i < end; ++i) {
+    ImageResult r;
+    r.path = samples[i].image;
+    r.label = samples[i].label;
+    try {
+      auto rgb = read_image_rgb(samples[i].image);
+      if (!samples[i].mask.empty())
+        r.mask = data::read_mask(samples[i].mask, samples[i].image, rgb.size(1), rgb.size(2));
+      else if (samples[i].label == 0)
+        r.mask = torch::zeros({rgb.size(1), rgb.size(2)});  // a normal image has no lesion
+      chunk.images.push_back(rgb);
+    } catch (const Error& e) {
+      if (!samples[i].mask.empty() && e.path() == samples[i].mask) throw;
+      r.error = e.what();
+    }
+    chunk.results.push_back(std::move(r));
+  }
+  return chunk;
+}
+
+}  // namespace
+
 std::vector<ImageResult> evaluate_samples(const Predictor& predict, const std::vector<data::Sample>& samples,
                                           int64_t batch_size, bool show_progress) {
   std::vector<ImageResult> results;
   const bool tty = show_progress && ::isatty(STDERR_FILENO);
-  for (size_t start = 0; start < samples.size(); start += static_cast<size_t>(batch_size)) {
-    const size_t end = std::min(samples.size(), start + static_cast<size_t>(batch_size));
-    std::vector<torch::Tensor> images;
-    std::vector<ImageResult> chunk;
-    for (size_t i = start; i < end; ++i) {
-      ImageResult r;
-      r.path = samples[i].image;
-      r.label = samples[i].label;
-      try {
-        auto rgb = read_image_rgb(samples[i].image);
-        if (!samples[i].mask.empty())
-          r.mask = data::read_mask(samples[i].mask, samples[i].image, rgb.size(1), rgb.size(2));
-        else if (samples[i].label == 0)
-          r.mask = torch::zeros({rgb.size(1), rgb.size(2)});  // a normal image has no lesion
-        images.push_back(rgb);
-      } catch (const Error& e) {
-        if (!samples[i].mask.empty() && e.path() == samples[i].mask) throw;
-        r.error = e.what();
-      }
-      chunk.push_back(std::move(r));
-    }
-    const auto preds = images.empty() ? std::vector<ImageResult>{} : predict(images);
+  const auto step = static_cast<size_t>(batch_size);
+  auto read_from = [&](size_t start) {
+    return std::async(std::launch::async, read_chunk, std::cref(samples), start, std::min(samples.size(), start + step));
+  };
+  // The next batch is decoded while the model scores this one.
+  auto next = read_from(0);
+  for (size_t start = 0; start < samples.size(); start += step) {
+    ReadChunk chunk = next.get();
+    if (start + step < samples.size()) next = read_from(start + step);
+    const auto preds = chunk.images.empty() ? std::vector<ImageResult>{} : predict(chunk.images);
     size_t k = 0;
-    for (auto& r : chunk) {
+    for (auto& r : chunk.results) {
       if (r.error.empty()) {
         r.score = preds[k].score;
         r.map = preds[k].map;
@@ -93,7 +115,7 @@ std::vector<ImageResult> evaluate_samples(const Predictor& predict, const std::v
       }
       results.push_back(std::move(r));
     }
-    if (tty) std::fprintf(stderr, "\r  scoring %zu/%zu", end, samples.size());
+    if (tty) std::fprintf(stderr, "\r  scoring %zu/%zu", std::min(samples.size(), start + step), samples.size());
   }
   if (tty) std::fprintf(stderr, "\n");
   return results;

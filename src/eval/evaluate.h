@@ -33,8 +33,8 @@ std::vector<ImageResult> predict_images(model::MedSadClipImpl& model, const clip
 using Predictor = std::function<std::vector<ImageResult>(const std::vector<torch::Tensor>& images)>;
 
 // Reads and scores samples (with their masks) in batches. An unreadable image gets `error` set
-// and the run goes on; an unreadable or misshapen mask is an Error. `show_progress` draws a bar
-// on a terminal.
+// and the run goes on; an unreadable or misshapen mask is an Error. The next batch is decoded on
+// a second thread while this one is scored. `show_progress` draws a bar on a terminal.
 std::vector<ImageResult> evaluate_samples(const Predictor& predict, const std::vector<data::Sample>& samples,
                                           int64_t batch_size, bool show_progress);
 // The same with MedSAD-CLIP as the predictor.

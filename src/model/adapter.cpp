@@ -1,5 +1,7 @@
 #include "model/adapter.h"
 
+#include "clip/transformer.h"
+
 namespace medsad::model {
 
 ImageAdapterImpl::ImageAdapterImpl(int64_t residual_width, int64_t joint_width) {
@@ -11,8 +13,9 @@ AdapterOutput ImageAdapterImpl::forward(const torch::Tensor& tokens) {
   TORCH_CHECK(tokens.dim() == 3 && tokens.size(2) == down->options.in_features(), "adapter expects [B, L, ",
               down->options.in_features(), "], got ", tokens.sizes());
   AdapterOutput out;
-  out.hidden = torch::leaky_relu(down(tokens));      // [B, L, d_j]
-  out.residual = torch::leaky_relu(up(out.hidden));  // [B, L, d_v]
+  const auto hidden = torch::leaky_relu(clip::linear_in(tokens, down->weight, {}, compute_dtype));  // [B, L, d_j]
+  out.hidden = hidden.to(torch::kFloat32);
+  out.residual = torch::leaky_relu(clip::linear_in(hidden, up->weight, {}, compute_dtype)).to(torch::kFloat32);  // [B, L, d_v]
   return out;
 }
 

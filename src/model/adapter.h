@@ -16,6 +16,8 @@ struct ImageAdapterImpl : torch::nn::Module {
   // tokens: [B, L, d_v]
   AdapterOutput forward(const torch::Tensor& tokens);
 
+  torch::Dtype compute_dtype = torch::kFloat32;  // of the two products (fp32 master weights; outputs fp32)
+
   torch::nn::Linear down{nullptr};  // W1: d_v -> d_j, no bias (MVFA)
   torch::nn::Linear up{nullptr};    // W2: d_j -> d_v, no bias
 };

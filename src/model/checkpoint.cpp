@@ -84,7 +84,7 @@ void load_checkpoint_weights(const std::string& path, const TensorMap& tensors, 
 }
 
 TrainedModel load_trained_model(const std::string& checkpoint_path, const std::string& weights_override,
-                                const std::string& bpe_override) {
+                                const std::string& bpe_override, torch::Dtype precision) {
   TrainedModel out;
   out.info = read_checkpoint_info(checkpoint_path);
   const TensorMap tensors = read_safetensors(checkpoint_path);
@@ -105,7 +105,7 @@ TrainedModel load_trained_model(const std::string& checkpoint_path, const std::s
                         sha.substr(0, 12) + "..., expected " + out.info.backbone_sha256.substr(0, 12) + "...)");
     const auto checkpoint = clip::read_clip_checkpoint(weights);
     out.preprocess = checkpoint.preprocess;
-    backbone = clip::build_clip_model(checkpoint);
+    backbone = clip::build_clip_model(checkpoint, precision);
   }
   if (tokenizer.vocab_size() > backbone->config.text.vocab_size)
     fail(bpe.empty() ? checkpoint_path : bpe, "the tokenizer's vocabulary (" + std::to_string(tokenizer.vocab_size()) +
@@ -113,7 +113,7 @@ TrainedModel load_trained_model(const std::string& checkpoint_path, const std::s
                                                   std::to_string(backbone->config.text.vocab_size) + ")");
   out.model = MedSadClip(backbone, tokenizer, out.info.config);
   load_checkpoint_weights(checkpoint_path, tensors, *out.model);
-  out.model->eval();
+  out.model->prepare_for_inference(precision);
   return out;
 }
 

@@ -104,4 +104,21 @@ MedSadOutput MedSadClipImpl::forward(const torch::Tensor& images, bool smooth) {
   return out;
 }
 
+void MedSadClipImpl::set_compute_dtype(torch::Dtype dtype) {
+  backbone->set_compute_dtype(dtype);
+  for (auto& m : *seg_adapters) m->as<ImageAdapterImpl>()->compute_dtype = dtype;
+  for (auto& m : *det_adapters) m->as<ImageAdapterImpl>()->compute_dtype = dtype;
+  for (auto& m : *tpca) m->as<TokenPatchCrossAttentionImpl>()->compute_dtype = dtype;
+}
+
+void MedSadClipImpl::prepare_for_inference(torch::Dtype dtype) {
+  eval();
+  for (auto& p : parameters()) p.set_requires_grad(false);
+  for (auto& p : backbone->parameters()) p.set_requires_grad(false);
+  set_compute_dtype(dtype);
+  backbone->store_matrices_in(dtype);
+  prompts->freeze_features();
+  backbone->release_text_tower();
+}
+
 }  // namespace medsad::model

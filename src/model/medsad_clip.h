@@ -36,6 +36,15 @@ struct MedSadClipImpl : torch::nn::Module {
   // (inference); training uses the raw maps.
   MedSadOutput forward(const torch::Tensor& images, bool smooth = false);
 
+  // Matrix products of the backbone, adapters and TPCA in `dtype` (see clip::linear_in); every
+  // parameter stays as it is, outputs fp32.
+  void set_compute_dtype(torch::Dtype dtype);
+
+  // For scoring only (eval, predict, serve): eval mode, no gradients anywhere, the backbone's
+  // matrix products in `dtype` with its matrices stored in it, the prompt features computed once
+  // and the text tower released. Training can no longer continue on this model.
+  void prepare_for_inference(torch::Dtype dtype);
+
   MedSadConfig config;
   clip::ClipModel backbone{nullptr};
   torch::nn::ModuleList seg_adapters{nullptr}, det_adapters{nullptr}, tpca{nullptr};

@@ -57,7 +57,7 @@ PromptLearnerImpl::PromptLearnerImpl(clip::TextTransformer text, const clip::Tok
     }
     token_ids = register_buffer("token_ids", torch::stack({torch::tensor(canonical[0]), torch::tensor(canonical[1])}));
     eot_index = register_buffer("eot_index", token_ids.argmax(-1));
-    if (!text_trainable_) fixed = encode_fixed();
+    if (!text_trainable_) frozen = encode_fixed();
     return;
   }
   const int64_t placeholder = tokenizer.encode("x").front();  // any id: replaced by the context vectors
@@ -100,11 +100,18 @@ PromptFeatures PromptLearnerImpl::encode_fixed() {
 }
 
 PromptFeatures PromptLearnerImpl::forward() {
-  if (mode == PromptMode::Fixed) return text_trainable_ ? encode_fixed() : fixed;
+  if (frozen.global.defined()) return frozen;
+  if (mode == PromptMode::Fixed) return encode_fixed();
   const auto frozen = text_->token_embedding(token_ids);  // [2, L, D]; trains only with a scratch text tower
   const int64_t M = context_length;
   auto embeddings = torch::cat({frozen.slice(1, 0, 1), context, frozen.slice(1, 1 + M)}, 1);  // [2, L, D]
   return encode(embeddings, eot_index);
+}
+
+void PromptLearnerImpl::freeze_features() {
+  torch::NoGradGuard no_grad;
+  frozen = forward();
+  text_ = nullptr;
 }
 
 }  // namespace medsad::model

@@ -26,13 +26,15 @@ struct PromptLearnerImpl : torch::nn::Module {
                     int64_t context_length, PromptMode mode);
 
   PromptFeatures forward();
+  // Computes the features once and keeps them; the text tower is no longer used (inference).
+  void freeze_features();
 
   PromptMode mode;
   int64_t context_length;      // M
   torch::Tensor context;       // [2, M, D_t] learnable (Learned mode only)
   torch::Tensor token_ids;     // [2, L] buffer: placeholders at positions 1..M
   torch::Tensor eot_index;     // [2] buffer
-  PromptFeatures fixed;        // Fixed mode with a frozen tower: computed once
+  PromptFeatures frozen;       // computed once: Fixed mode with a frozen tower, or after freeze_features
 
  private:
   PromptFeatures encode(const torch::Tensor& embeddings, const torch::Tensor& eot);

@@ -1,5 +1,7 @@
 #include "model/token_patch_cross_attention.h"
 
+#include "clip/transformer.h"
+
 #include <cmath>
 #include <limits>
 
@@ -23,16 +25,17 @@ torch::Tensor TokenPatchCrossAttentionImpl::forward(const torch::Tensor& patches
               patches.sizes(), ", tokens ", text_tokens.sizes(), ", valid ", token_valid.sizes());
   const int64_t B = patches.size(0), N = patches.size(1), D = patches.size(2), S = text_tokens.size(0);
   const int64_t Dh = D / heads;
-  auto q = q_proj(patches).view({B, N, heads, Dh}).transpose(1, 2);  // [B, H, N, Dh]
-  auto k = k_proj(text_tokens).view({S, heads, Dh}).transpose(0, 1);  // [H, S, Dh]
-  auto v = v_proj(text_tokens).view({S, heads, Dh}).transpose(0, 1);  // [H, S, Dh]
+  const auto cd = compute_dtype;
+  auto q = clip::linear_in(patches, q_proj->weight, q_proj->bias, cd).view({B, N, heads, Dh}).transpose(1, 2);  // [B, H, N, Dh]
+  auto k = clip::linear_in(text_tokens, k_proj->weight, k_proj->bias, cd).view({S, heads, Dh}).transpose(0, 1);  // [H, S, Dh]
+  auto v = clip::linear_in(text_tokens, v_proj->weight, v_proj->bias, cd).view({S, heads, Dh}).transpose(0, 1);  // [H, S, Dh]
   auto logits = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(Dh));  // [B, H, N, S]
   logits = logits.masked_fill(token_valid.logical_not().view({1, 1, 1, S}),
                               -std::numeric_limits<float>::infinity());
-  auto attended = torch::matmul(torch::softmax(logits, -1), v)  // [B, H, N, Dh]
+  auto attended = torch::matmul(torch::softmax(logits, -1, torch::kFloat32).to(cd), v)  // [B, H, N, Dh]
                       .transpose(1, 2)
                       .reshape({B, N, D});  // [B, N, D]
-  return norm(patches + out_proj(attended));
+  return norm(patches + clip::linear_in(attended, out_proj->weight, out_proj->bias, cd).to(patches.dtype()));
 }
 
 }  // namespace medsad::model

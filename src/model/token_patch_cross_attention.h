@@ -15,6 +15,7 @@ struct TokenPatchCrossAttentionImpl : torch::nn::Module {
                         const torch::Tensor& token_valid);
 
   int64_t heads;
+  torch::Dtype compute_dtype = torch::kFloat32;  // of the products (fp32 master weights; softmax, LN and output fp32)
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, out_proj{nullptr};
   torch::nn::LayerNorm norm{nullptr};
 };

@@ -115,6 +115,18 @@ void TrainOptions::validate() const {
   if (warmup_steps < 0 || warmup_steps > 10000000) fail("", "--warmup must be between 0 and 10000000 steps");
 }
 
+model::LossTerms train_step(model::MedSadClipImpl& model, torch::optim::Optimizer& optimizer,
+                            std::vector<torch::Tensor>& trainable, const torch::Tensor& images,
+                            const torch::Tensor& masks, const torch::Tensor& has_mask, const torch::Tensor& labels) {
+  const auto out = model.forward(images);
+  auto terms = model::medsad_loss(out, masks, has_mask, labels, model.config);
+  optimizer.zero_grad();
+  terms.total.backward();
+  torch::nn::utils::clip_grad_norm_(trainable, 1.0);
+  optimizer.step();
+  return terms;
+}
+
 TrainSummary train(const TrainOptions& o) {
   o.validate();
   const auto dataset = data::load_dataset(o.data);
@@ -147,13 +159,13 @@ TrainSummary train(const TrainOptions& o) {
     const auto checkpoint = clip::read_clip_checkpoint(o.weights, o.hf_config);
     backbone_sha = sha256_file(o.weights);
     preprocess = checkpoint.preprocess;
-    clip_model = clip::build_clip_model(checkpoint);
+    clip_model = clip::build_clip_model(checkpoint, o.precision);  // frozen: matrices stored in bf16 once
     config.train_backbone = false;
   }
   const auto& backbone_config = clip_model->config;
   config.resolve(backbone_config.vision.layers, backbone_config.vision.image_size);
   model::MedSadClip model(clip_model, tokenizer, config);
-  model->backbone->set_compute_dtype(o.precision);
+  model->set_compute_dtype(o.precision);
 
   model::CheckpointInfo info;
   info.config = config;
@@ -220,13 +232,8 @@ TrainSummary train(const TrainOptions& o) {
       auto masks = set.masks.index_select(0, idx).to(torch::kFloat32);
       if (o.augment) data::augment_batch(images, masks, {});
       images = clip::normalize_image(images, preprocess);  // [B, 3, S, S]
-      const auto out = model->forward(images);
-      const auto terms = model::medsad_loss(out, masks, set.has_mask.index_select(0, idx),
-                                            set.labels.index_select(0, idx), config);
-      optimizer.zero_grad();
-      terms.total.backward();
-      torch::nn::utils::clip_grad_norm_(trainable, 1.0);
-      optimizer.step();
+      const auto terms = train_step(*model, optimizer, trainable, images, masks, set.has_mask.index_select(0, idx),
+                                    set.labels.index_select(0, idx));
       const double loss = terms.total.item<double>();
       loss_sum += loss;
       seg_sum += terms.seg.item<double>();

@@ -1,5 +1,7 @@
 // The CLIP towers against outputs of the public reference code (shared/fixtures/clip-tiny),
 // for every weight format: the same function, within 1e-4 absolute.
+#include <algorithm>
+
 #include <nlohmann/json.hpp>
 
 #include "clip/preprocess.h"
@@ -85,6 +87,37 @@ TEST_P(ClipParity, ResizedPositionEmbeddingsMatchReference) {
   const int64_t size = info["alt_resolution"].get<int64_t>();
   const auto embeds = model->encode_image(images("_s" + std::to_string(size), size));
   EXPECT_LT(max_abs_diff(embeds, reference.at("image_embeds_s160")), kTolerance);
+}
+
+TEST_P(ClipParity, MatricesStoredInBf16AgreeWithReference) {
+  // The lean inference build: block projections and patch embedding allocated in bf16 from the
+  // start, everything else fp32; embeddings must still agree with the reference (cosine).
+  auto lean = build_clip_model(checkpoint, torch::kBFloat16);
+  const auto matrices = lean->matrix_parameters();
+  // Per block: in_proj weight+bias, out_proj weight+bias, c_fc and c_proj weight+bias; plus conv1.
+  const auto& c = checkpoint.config;
+  EXPECT_EQ(matrices.size(), static_cast<size_t>(8 * (c.vision.layers + c.text.layers) + 1));
+  for (const auto& p : matrices) EXPECT_EQ(p.scalar_type(), torch::kBFloat16);
+  for (const auto& p : lean->named_parameters()) {
+    const bool is_matrix = std::any_of(matrices.begin(), matrices.end(),
+                                       [&](const torch::Tensor& m) { return m.is_same(p.value()); });
+    if (!is_matrix) EXPECT_EQ(p.value().scalar_type(), torch::kFloat32) << p.key();
+  }
+  lean->set_compute_dtype(torch::kBFloat16);
+  torch::NoGradGuard no_grad;
+  const auto image = lean->encode_image(images("", 224));
+  const auto text = lean->encode_text(reference.at("tokens"));
+  const auto& image_ref = reference.at("image_embeds");
+  const auto& text_ref = reference.at("text_embeds");
+  namespace F = torch::nn::functional;
+  const auto cos = [](const torch::Tensor& a, const torch::Tensor& b) {
+    return F::cosine_similarity(a.to(torch::kFloat64), b.to(torch::kFloat64), F::CosineSimilarityFuncOptions().dim(1))
+        .min()
+        .item<double>();
+  };
+  EXPECT_GT(cos(image, image_ref), 0.999);
+  EXPECT_GT(cos(text, text_ref), 0.999);
+  EXPECT_GT(max_abs_diff(image, image_ref), 1e-6);  // bf16 really ran
 }
 
 INSTANTIATE_TEST_SUITE_P(AllFormats, ClipParity,

@@ -169,6 +169,33 @@ TEST(ModelMedSad, OutputsHaveDesignShapesAndOnlyNewPartsTrain) {
   for (const auto& p : f.clip->parameters()) EXPECT_FALSE(p.requires_grad());
 }
 
+TEST(ModelMedSad, PrepareForInferenceKeepsOutputsAndReleasesTheTextTower) {
+  auto& f = fixture();
+  // Its own backbone: preparing releases the text tower of the CLIP it is given.
+  auto clip = clip::load_clip_model(test::fixture("openclip_state_dict.pt"));
+  MedSadClip model(clip, *f.tokenizer, small_config());
+  model->eval();
+  const auto images = torch::randn({2, 3, 64, 64});
+  torch::Tensor before;
+  {
+    torch::NoGradGuard no_grad;
+    before = model->forward(images, true).anomaly_map;
+  }
+  model->prepare_for_inference(torch::kFloat32);
+  EXPECT_FALSE(clip->text);
+  for (const auto& p : clip->named_parameters()) EXPECT_NE(p.key().rfind("text.", 0), 0u) << p.key();
+  for (const auto& p : model->parameters()) EXPECT_FALSE(p.requires_grad());
+  const auto after = model->forward(images, true);
+  EXPECT_TRUE(torch::allclose(before, after.anomaly_map, 1e-5, 1e-6));
+  EXPECT_FALSE(after.anomaly_map.requires_grad());
+  // bf16: the backbone's matrices now stored in bf16, the map close to the fp32 one.
+  model->prepare_for_inference(torch::kBFloat16);
+  for (const auto& p : clip->matrix_parameters()) EXPECT_EQ(p.scalar_type(), torch::kBFloat16);
+  const auto bf16 = model->forward(images, true).anomaly_map;
+  EXPECT_LT((bf16 - before).abs().max().item<float>(), 0.05f);
+  EXPECT_FALSE(torch::equal(bf16, before));
+}
+
 TEST(ModelMedSad, AblationsRemoveTheirParts) {
   auto& f = fixture();
   auto config = small_config();

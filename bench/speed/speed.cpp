@@ -1,0 +1,186 @@
+// The C++ side of bench/speed (driven by bench/speed/run): each command prints one JSON line.
+//   medsad_speed peak                                   bf16 and fp32 matrix-product GFLOP/s
+//   medsad_speed encode WEIGHTS [--precision P] [--batch B] [--iters N] [--embeddings F]
+//   medsad_speed train-step WEIGHTS [--precision P] [--batch B] [--iters N]
+//   medsad_speed init-checkpoint WEIGHTS OUT.ckpt       an untrained MedSAD-CLIP on WEIGHTS, for predict
+// The image input is the one bench/speed/reference.py builds: sin(0.001 i) over the flat index.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "clip/tokenizer.h"
+#include "clip/weights.h"
+#include "core/error.h"
+#include "core/hash.h"
+#include "core/runtime.h"
+#include "model/checkpoint.h"
+#include "model/medsad_clip.h"
+#include "train/trainer.h"
+
+namespace {
+using namespace medsad;
+
+double peak_rss_mb() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;
+}
+
+// Median seconds of `iters` runs after one warm-up run.
+double median_seconds(const std::function<void()>& fn, int iters) {
+  fn();
+  std::vector<double> times;
+  for (int i = 0; i < iters; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    fn();
+    times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+torch::Tensor example_images(int64_t batch, int64_t side) {
+  return torch::sin(torch::arange(batch * 3 * side * side, torch::kFloat32) * 1e-3).reshape({batch, 3, side, side});
+}
+
+// Multiply-adds x 2 of one image through the image tower: patch embedding, then per block the
+// q/k/v/out and MLP projections over L = 1 + N tokens and the two attention products.
+double vision_flops(const clip::ClipVisionConfig& v) {
+  const double N = static_cast<double>(v.grid_size() * v.grid_size()), L = N + 1, D = static_cast<double>(v.width);
+  const double p = static_cast<double>(v.patch_size), M = static_cast<double>(v.mlp_width);
+  const double block = 2 * L * (4 * D * D + 2 * D * M) + 2 * 2 * L * L * D;
+  return 2 * N * 3 * p * p * D + static_cast<double>(v.layers) * block;
+}
+
+double matmul_gflops(torch::Dtype dtype, int64_t n, int iters) {
+  const auto a = torch::randn({n, n}).to(dtype), b = torch::randn({n, n}).to(dtype);
+  const double seconds = median_seconds([&] { (void)torch::matmul(a, b); }, iters);
+  return 2.0 * static_cast<double>(n * n * n) / seconds / 1e9;
+}
+
+// The frozen backbone as inference holds it: matrices stored in the compute dtype, text tower
+// released (the image tower alone is timed).
+clip::ClipModel load_backbone(const std::string& weights, torch::Dtype precision) {
+  auto model = clip::build_clip_model(clip::read_clip_checkpoint(weights), precision);
+  for (auto& p : model->parameters()) p.set_requires_grad(false);
+  model->set_compute_dtype(precision);
+  return model;
+}
+
+nlohmann::json run_encode(const std::string& weights, torch::Dtype precision, int64_t batch, int iters,
+                          const std::string& embeddings_path) {
+  auto model = load_backbone(weights, precision);
+  model->release_text_tower();
+  c10::InferenceMode inference;
+  const auto& v = model->config.vision;
+  const auto images = example_images(batch, v.image_size);
+  const double seconds = median_seconds([&] { (void)model->visual(images); }, iters);
+  if (!embeddings_path.empty()) {
+    const auto e = model->visual(images).contiguous();  // [B, E] float32
+    std::ofstream out(embeddings_path, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(e.data_ptr<float>()), static_cast<std::streamsize>(e.numel() * 4));
+  }
+  const double flops = vision_flops(v) * static_cast<double>(batch);
+  return {{"what", "encode"}, {"seconds", seconds}, {"images_per_s", static_cast<double>(batch) / seconds},
+          {"gflops", flops / seconds / 1e9}, {"peak_rss_mb", peak_rss_mb()}};
+}
+
+model::MedSadClip build_medsad(const std::string& weights, torch::Dtype precision) {
+  model::MedSadConfig config;  // the design's defaults: 4 taps, learned prompts, TPCA
+  auto backbone = load_backbone(weights, precision);
+  config.resolve(backbone->config.vision.layers, backbone->config.vision.image_size);
+  model::MedSadClip model(backbone, clip::Tokenizer::byte_level(), config);
+  model->set_compute_dtype(precision);
+  return model;
+}
+
+nlohmann::json run_train_step(const std::string& weights, torch::Dtype precision, int64_t batch, int iters) {
+  auto model = build_medsad(weights, precision);
+  model->train();
+  std::vector<torch::Tensor> trainable;
+  for (auto& p : model->parameters())
+    if (p.requires_grad()) trainable.push_back(p);
+  torch::optim::AdamW optimizer(trainable, torch::optim::AdamWOptions(1e-3));
+  const int64_t S = model->config.image_size;
+  torch::manual_seed(0);
+  const auto images = example_images(batch, S);
+  auto masks = (torch::rand({batch, S, S}) < 0.05).to(torch::kFloat32);
+  masks.slice(0, 0, batch / 2).zero_();
+  const auto labels = (torch::arange(batch) >= batch / 2).to(torch::kInt64);
+  const auto has_mask = torch::ones({batch}, torch::kBool);
+  const double seconds = median_seconds(
+      [&] { (void)train::train_step(*model, optimizer, trainable, images, masks, has_mask, labels); }, iters);
+  return {{"what", "train-step"}, {"seconds", seconds}, {"peak_rss_mb", peak_rss_mb()}};
+}
+
+void init_checkpoint(const std::string& weights, const std::string& out) {
+  auto model = build_medsad(weights, torch::kFloat32);
+  model::CheckpointInfo info;
+  info.config = model->config;
+  info.backbone_path = std::filesystem::absolute(weights).string();
+  info.backbone_sha256 = sha256_file(weights);
+  model::save_checkpoint(out, *model, info);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  configure_process(argv);
+  CLI::App app{"medsad_speed: the C++ measurements of bench/speed"};
+  app.require_subcommand(1);
+  std::string weights, out, precision = "bf16", embeddings;
+  int64_t batch = 1;
+  int iters = 3;
+  auto* peak = app.add_subcommand("peak", "matrix-product GFLOP/s, bf16 and fp32");
+  auto* encode = app.add_subcommand("encode", "image-tower throughput");
+  auto* step = app.add_subcommand("train-step", "one MedSAD-CLIP training step");
+  auto* init = app.add_subcommand("init-checkpoint", "an untrained MedSAD-CLIP checkpoint");
+  for (auto* cmd : {encode, step, init}) cmd->add_option("weights", weights, "CLIP weights")->required();
+  for (auto* cmd : {encode, step}) {
+    cmd->add_option("--precision", precision, "fp32 or bf16");
+    cmd->add_option("--batch", batch)->check(CLI::Range(1, 1024));
+    cmd->add_option("--iters", iters)->check(CLI::Range(1, 1000));
+  }
+  encode->add_option("--embeddings", embeddings, "write the embeddings here (raw float32)");
+  init->add_option("out", out, "checkpoint to write")->required();
+  CLI11_PARSE(app, argc, argv);
+  try {
+    configure_threads(0);
+    const auto dtype = configure_precision(precision);
+    nlohmann::json result;
+    if (*peak) {
+      configure_precision("bf16");
+      result["bf16_gflops"] = matmul_gflops(torch::kBFloat16, 2048, 20);
+      configure_precision("fp32");
+      set_blas_threads(static_cast<int>(torch::get_num_threads()));
+      result["fp32_gflops"] = matmul_gflops(torch::kFloat32, 2048, 3);
+      result["what"] = "peak";
+    } else if (*encode) {
+      result = run_encode(weights, dtype, batch, iters, embeddings);
+    } else if (*step) {
+      result = run_train_step(weights, dtype, batch, iters);
+    } else {
+      init_checkpoint(weights, out);
+      result = {{"what", "init-checkpoint"}, {"path", out}};
+    }
+    result["precision"] = precision;
+    std::printf("%s\n", result.dump().c_str());
+    return 0;
+  } catch (const Error& e) {
+    std::fprintf(stderr, "medsad_speed: error: %s\n", e.what());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "medsad_speed: error: %s\n", e.what());
+  }
+  return 1;
+}
