@@ -13,6 +13,7 @@
 #include "core/runtime.h"
 #include "data/image_io.h"
 #include "eval/evaluate.h"
+#include "eval/report.h"
 #include "eval/visualize.h"
 #include "model/checkpoint.h"
 
@@ -79,11 +80,11 @@ void write_case_panels(const fs::path& dir, const std::vector<eval::ImageResult>
 
 void setup_eval_command(CLI::App& app, Action& action) {
   struct Options {
-    std::string model, weights, bpe, split = "test", out;
+    std::string model, weights, bpe, split = "test", out, report;
     DatasetOptions data;
     bool save_maps = false;
     int64_t batch = 8, cases = 0;
-    std::string precision = "auto";
+    std::string precision = "auto", window;
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("eval", "evaluate a trained model on a dataset split");
@@ -95,12 +96,15 @@ void setup_eval_command(CLI::App& app, Action& action) {
   cmd->add_option("--bpe", o->bpe, "CLIP vocabulary (default: the one recorded at training)");
   cmd->add_option("--batch", o->batch, "batch size (default 8)")->check(CLI::Range(1, 4096));
   add_precision_option(cmd, o->precision);
+  add_window_option(cmd, o->window);
   cmd->add_flag("--save-maps", o->save_maps, "write each anomaly map as a 16-bit PNG");
+  cmd->add_option("--report", o->report, "write a self-contained HTML report (curves, gallery) to DIR/index.html");
   cmd->add_option("--cases", o->cases, "picture panels of the K best and worst lesions and top-scoring normals")
       ->check(CLI::Range(0, 1000));
   auto* seed_option = cmd->get_option("--seed");
   cmd->callback([&action, o, seed_option] {
     action = [o, seed_option] {
+      apply_window_option(o->window);
       auto trained = model::load_trained_model(o->model, o->weights, o->bpe, configure_precision(o->precision));
       auto spec = resolve_dataset_options(o->data);
       // The splits must be the ones training carved: reuse its seed unless told otherwise.
@@ -122,6 +126,9 @@ void setup_eval_command(CLI::App& app, Action& action) {
         for (const auto& r : results)
           if (r.error.empty()) save_map_png((fs::path(o->out) / "maps" / map_name(r.path, spec.root)).string(), r.map);
       }
+      if (!o->report.empty())
+        eval::write_html_report(o->report, "MedSAD-CLIP on " + spec.root + " (" + o->split + " split)", results, metrics,
+                                calibration);
       if (o->cases > 0) write_case_panels(fs::path(o->out) / "cases", results, calibration, o->cases);
       int64_t skipped = 0;
       for (const auto& r : results)

@@ -13,7 +13,7 @@ void setup_train_command(CLI::App& app, Action& action) {
   struct Options {
     train::TrainOptions train;
     DatasetOptions data;
-    std::string prompts = "learned", precision = "auto";
+    std::string prompts = "learned", precision = "auto", window;
     bool no_tpca = false, no_adapters = false, no_augment = false;
   };
   auto o = std::make_shared<Options>();
@@ -37,6 +37,7 @@ void setup_train_command(CLI::App& app, Action& action) {
   cmd->add_option("--scratch-embed", sc.embed_dim, "--weights none: joint embedding width (default 128)");
   cmd->add_option("--warmup", o->train.warmup_steps, "linear learning-rate warm-up steps (default 0)");
   add_precision_option(cmd, o->precision);
+  add_window_option(cmd, o->window);
   cmd->add_option("--out", o->train.out_dir, "run folder (config.json, last.ckpt, best.ckpt)")->required();
   cmd->add_option("--epochs", o->train.epochs, "epochs (default 20)");
   cmd->add_option("--batch", o->train.batch_size, "batch size (default 8)");
@@ -62,6 +63,7 @@ void setup_train_command(CLI::App& app, Action& action) {
   cmd->add_flag("--resume", o->train.resume, "continue an interrupted run from OUT/last.ckpt");
   cmd->callback([&action, o] {
     action = [o] {
+      apply_window_option(o->window);
       auto options = o->train;
       options.data = resolve_dataset_options(o->data);
       options.seed = options.data.seed;

@@ -18,6 +18,12 @@ inline void add_precision_option(CLI::App* cmd, std::string& precision) {
       ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
 }
 
+// --window for the commands that read images (train, eval, predict): the VOI window of DICOM
+// images, "CENTER,WIDTH" or a preset name (data::parse_dicom_window). apply_window_option sets
+// it for the process; empty leaves each file's own window.
+void add_window_option(CLI::App* cmd, std::string& window);
+void apply_window_option(const std::string& window);
+
 void setup_clip_commands(CLI::App& app, Action& action);
 void setup_train_command(CLI::App& app, Action& action);
 void setup_eval_command(CLI::App& app, Action& action);

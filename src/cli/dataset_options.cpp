@@ -1,6 +1,19 @@
 #include "cli/dataset_options.h"
 
+#include "cli/commands.h"
+#include "data/dicom_io.h"
+
 namespace medsad::cli {
+
+void add_window_option(CLI::App* cmd, std::string& window) {
+  cmd->add_option("--window", window,
+                  "DICOM window CENTER,WIDTH or a preset: brain, subdural, stroke, lung, mediastinum, soft-tissue, "
+                  "bone, liver (default: each file's own window, else its full range)");
+}
+
+void apply_window_option(const std::string& window) {
+  if (!window.empty()) data::set_dicom_window(data::parse_dicom_window(window));
+}
 
 void add_dataset_options(CLI::App* app, DatasetOptions& o) {
   app->add_option("--data", o.spec.root, "dataset root (BMAD/MVFA, BUSI) or CSV manifest");

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/file_io.h"
+#include "data/dicom_io.h"
 
 namespace medsad {
 
@@ -15,6 +16,7 @@ cv::Mat decode_image_file(const std::string& path, const std::string& what) {
   if (!std::filesystem::exists(path, ec)) fail(path, what == "image" ? "no such file" : "no such " + what + " file");
   if (std::filesystem::is_directory(path, ec))
     fail(path, what == "image" ? "is a directory, expected an image file" : "is a directory, expected a " + what + " image");
+  if (data::is_dicom_file(path)) return data::read_dicom_image(path);
   cv::Mat image;
   try {
     image = cv::imread(path, cv::IMREAD_UNCHANGED);

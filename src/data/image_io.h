@@ -1,5 +1,5 @@
-// Reading 2-D images from disk (OpenCV): PNG, JPEG, TIFF, BMP; 8 or 16 bit; grey, grey+alpha,
-// RGB or RGBA.
+// Reading 2-D images from disk: PNG, JPEG, TIFF, BMP (OpenCV; 8 or 16 bit; grey, grey+alpha,
+// RGB or RGBA) and DICOM (data/dicom_io.h: windowed to 8 bits), told apart by content.
 #pragma once
 #include <string>
 

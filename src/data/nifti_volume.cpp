@@ -74,6 +74,8 @@ Volume to_ras(const torch::Tensor& file_order, const nifti_image& image, const s
   auto canonical = file_order.permute(permutation);  // [S, A, R]
   if (!flips.empty()) canonical = canonical.flip(flips);
   volume.voxels = canonical.contiguous();
+  for (size_t d = 0; d < 3; ++d) volume.permutation[d] = permutation[d];
+  volume.flips = flips;
   return volume;
 }
 
@@ -144,6 +146,18 @@ std::string gzip(const std::string& bytes, const std::string& path) {
   return out;
 }
 
+// A single-file .nii(.gz): `header` with magic n+1 and the voxels right after it.
+void write_single_file(const std::string& path, nifti_1_header header, const void* voxels, size_t bytes_of_voxels) {
+  header.sizeof_hdr = 348;
+  header.vox_offset = 352.0f;  // 348-byte header + the 4-byte "no extensions" flag
+  std::memcpy(header.magic, "n+1\0", 4);
+  std::string bytes(352, '\0');
+  std::memcpy(bytes.data(), &header, sizeof header);
+  bytes.append(static_cast<const char*>(voxels), bytes_of_voxels);
+  const bool gz = path.size() > 3 && path.compare(path.size() - 3, 3, ".gz") == 0;
+  write_file_atomic(path, gz ? gzip(bytes, path) : bytes);
+}
+
 }  // namespace
 
 Volume read_nifti_volume(const std::string& path) {
@@ -172,7 +186,9 @@ Volume read_nifti_volume(const std::string& path) {
 
   const auto flat = voxels_as_float(*image, path);
   const auto file_order = flat.view({image->nz, image->ny, image->nx});  // [nk, nj, ni], i fastest
-  return to_ras(file_order, *image, path);
+  Volume volume = to_ras(file_order, *image, path);
+  volume.header = std::make_shared<const nifti_1_header>(nifti_convert_nim2nhdr(image.get()));
+  return volume;
 }
 
 torch::Tensor read_nifti_mask(const std::string& mask_path, const Volume& volume, const std::string& volume_path) {
@@ -203,15 +219,29 @@ void write_nifti_volume(const std::string& path, const Volume& volume) {
   image->sto_xyz.m[2][2] = image->dz;
   image->sto_xyz.m[3][3] = 1.0f;
 
-  nifti_1_header header = nifti_convert_nim2nhdr(image.get());
-  header.vox_offset = 352.0f;  // 348-byte header + the 4-byte "no extensions" flag
-  std::memcpy(header.magic, "n+1\0", 4);
-  std::string bytes(352, '\0');
-  std::memcpy(bytes.data(), &header, sizeof header);
-  bytes.append(reinterpret_cast<const char*>(voxels.data_ptr<float>()),
-               static_cast<size_t>(voxels.numel()) * sizeof(float));
-  const bool gz = path.size() > 3 && path.compare(path.size() - 3, 3, ".gz") == 0;
-  write_file_atomic(path, gz ? gzip(bytes, path) : bytes);
+  write_single_file(path, nifti_convert_nim2nhdr(image.get()), voxels.data_ptr(), voxels.numel() * sizeof(float));
+}
+
+void write_nifti_mask_like(const std::string& path, const torch::Tensor& mask, const Volume& source) {
+  TORCH_CHECK(source.header, "write_nifti_mask_like: the source volume was not read from a file");
+  TORCH_CHECK(mask.sizes().equals(source.voxels.sizes()), "write_nifti_mask_like: mask ", mask.sizes(),
+              " but volume ", source.voxels.sizes());
+  // Undo to_ras: flips are their own inverse, then the inverse permutation.
+  auto file_order = source.flips.empty() ? mask : mask.flip(source.flips);
+  std::vector<int64_t> inverse(3);
+  for (int64_t d = 0; d < 3; ++d) inverse[static_cast<size_t>(source.permutation[static_cast<size_t>(d)])] = d;
+  const auto voxels = file_order.permute(inverse).to(torch::kUInt8).contiguous();  // [nk, nj, ni]
+  nifti_1_header header = *source.header;
+  header.datatype = DT_UINT8;
+  header.bitpix = 8;
+  header.scl_slope = 1.0f;
+  header.scl_inter = 0.0f;
+  header.cal_min = 0.0f;
+  header.cal_max = 1.0f;
+  header.dim[0] = 3;  // a single volume, as read_nifti_volume requires of its input
+  for (int d = 4; d < 8; ++d) header.dim[d] = 1;
+  std::strncpy(header.descrip, "medsad lesion mask", sizeof header.descrip);
+  write_single_file(path, header, voxels.data_ptr(), static_cast<size_t>(voxels.numel()));
 }
 
 }  // namespace medsad::data

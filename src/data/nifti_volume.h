@@ -7,7 +7,11 @@
 // matrix, as nifti_mat44_to_orientation picks it): voxels are never resampled.
 #pragma once
 #include <array>
+#include <memory>
 #include <string>
+#include <vector>
+
+#include <nifti1.h>
 
 #include <torch/torch.h>
 
@@ -18,6 +22,12 @@ struct Volume {
   // k toward Superior: voxels[k] is axial slice k, rows posterior to anterior, columns left to right.
   torch::Tensor voxels;
   std::array<double, 3> spacing_mm{1.0, 1.0, 1.0};  // voxel size along dims 0, 1, 2 (S, A, R), mm
+
+  // How the file's voxel order [nk, nj, ni] became [S, A, R], and the file's header (native byte
+  // order): write_nifti_mask_like uses them to put a result back on the file's own grid.
+  std::array<int64_t, 3> permutation{0, 1, 2};  // canonical dim -> file dim
+  std::vector<int64_t> flips;                   // canonical dims flipped after the permutation
+  std::shared_ptr<const nifti_1_header> header;  // null for a volume not read from a file
 };
 
 // Reads any real datatype niftilib reads (u/int8..64, float32/64) as float32 with the header's
@@ -35,5 +45,11 @@ struct Volume {
 // Writes `volume` as float32 with an RAS scanner-space qform and sform (origin at voxel 0),
 // gzip-compressed when `path` ends in ".gz", atomically. Throws Error(path, ...) on failure.
 void write_nifti_volume(const std::string& path, const Volume& volume);
+
+// Writes `mask` (any dtype, [S, A, R] of `source`'s shape; stored as uint8) on `source`'s own voxel
+// grid: its voxel order, dimensions, voxel sizes, qform and sform, so that it overlays `source` in
+// any viewer. gzip-compressed when `path` ends in ".gz", atomically. `source` must have been read
+// by read_nifti_volume. Throws Error(path, ...) on failure.
+void write_nifti_mask_like(const std::string& path, const torch::Tensor& mask, const Volume& source);
 
 }  // namespace medsad::data

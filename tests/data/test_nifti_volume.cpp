@@ -144,6 +144,44 @@ TEST(NiftiVolume, SformPermutationWinsOverQform) {
   EXPECT_EQ(volume.spacing_mm, (std::array<double, 3>{1.5, 3.0, 2.0}));
 }
 
+TEST(NiftiVolume, MaskWrittenLikeAPermutedSourceLiesOnItsVoxelGrid) {
+  ScratchDir dir;
+  const std::array<int, 3> size{2, 3, 4};
+  const auto values = ramp(size, 0.25);
+  const Affine permuted = {{{0, 2, 0, 5}, {0, 0, -3, 0}, {1.5, 0, 0, 0}}};
+  write_with_niftilib(dir.file("source.nii"), DT_FLOAT32, size, values, [&](nifti_image& h) {
+    set_pixdim(h, 1.5f, 2.0f, 3.0f);
+    h.sform_code = NIFTI_XFORM_ALIGNED_ANAT;
+    for (int r = 0; r < 3; ++r)
+      for (int c = 0; c < 4; ++c) h.sto_xyz.m[r][c] = static_cast<float>(permuted[r][c]);
+  });
+  const Volume source = read_nifti_volume(dir.file("source.nii"));
+  const double cut = 150;  // voxels above it are "lesion"
+  write_nifti_mask_like(dir.file("mask.nii.gz"), source.voxels > cut, source);
+
+  // In the file's own order, voxel v of the mask is values[v] > cut; the geometry is the source's.
+  nifti_image* mask = nifti_image_read(dir.file("mask.nii.gz").c_str(), 1);
+  ASSERT_NE(mask, nullptr);
+  EXPECT_EQ(mask->datatype, DT_UINT8);
+  EXPECT_EQ(mask->nx, size[0]);
+  EXPECT_EQ(mask->ny, size[1]);
+  EXPECT_EQ(mask->nz, size[2]);
+  EXPECT_EQ(mask->sform_code, NIFTI_XFORM_ALIGNED_ANAT);
+  for (int r = 0; r < 3; ++r)
+    for (int c = 0; c < 4; ++c) EXPECT_FLOAT_EQ(mask->sto_xyz.m[r][c], static_cast<float>(permuted[r][c]));
+  EXPECT_FLOAT_EQ(mask->dx, 1.5f);
+  size_t lesion = 0;
+  for (size_t v = 0; v < values.size(); ++v) {
+    EXPECT_EQ(static_cast<uint8_t*>(mask->data)[v], values[v] > cut ? 1 : 0) << v;
+    lesion += values[v] > cut;
+  }
+  EXPECT_GT(lesion, 0u);
+  EXPECT_LT(lesion, values.size());
+  nifti_image_free(mask);
+  // And read back, it overlays the source voxel for voxel.
+  EXPECT_TRUE(torch::equal(read_nifti_volume(dir.file("mask.nii.gz")).voxels > 0.5, source.voxels > cut));
+}
+
 TEST(NiftiVolume, Uint8GzipWithoutOrientationIsTakenAsRasUnscaled) {
   ScratchDir dir;
   const std::array<int, 3> size{5, 4, 3};

@@ -1,0 +1,210 @@
+#include "data/dicom_io.h"
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <optional>
+
+#include <dcmtk/config/osconfig.h>  // first, as DCMTK requires
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcrledrg.h>
+#include <dcmtk/dcmdata/dcxfer.h>
+#include <dcmtk/dcmimage/diregist.h>  // colour images
+#include <dcmtk/dcmimgle/dcmimage.h>
+#include <dcmtk/dcmjpeg/djdecode.h>
+#include <dcmtk/dcmjpls/djdecode.h>
+#include <dcmtk/oflog/oflog.h>
+#include <opencv2/imgproc.hpp>
+
+#include "core/error.h"
+
+namespace medsad::data {
+namespace fs = std::filesystem;
+namespace {
+
+std::mutex window_mutex;
+DicomWindow default_window;
+
+// DCMTK keeps codec registrations and its logger in globals: set them up once.
+void init_dcmtk() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    OFLog::configure(OFLogger::FATAL_LOG_LEVEL);  // our one-line errors instead of its warnings
+    DJDecoderRegistration::registerCodecs();      // JPEG baseline, extended, lossless
+    DJLSDecoderRegistration::registerCodecs();    // JPEG-LS
+    DcmRLEDecoderRegistration::registerCodecs();  // RLE
+  });
+}
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// Loads the file (values over 4 kB, i.e. the pixel data, only when `header_only` is false).
+void load(DcmFileFormat& file, const std::string& path, bool header_only) {
+  init_dcmtk();
+  std::error_code ec;
+  if (!fs::exists(path, ec)) fail(path, "no such file");
+  if (fs::is_directory(path, ec)) fail(path, "is a directory, expected a DICOM file");
+  const OFCondition status =
+      file.loadFile(path.c_str(), EXS_Unknown, EGL_noChange, header_only ? 4096 : DCM_MaxReadLength, ERM_autoDetect);
+  if (status.bad()) fail(path, std::string("not a readable DICOM file (") + status.text() + ")");
+}
+
+// Brings the pixel data to uncompressed little-endian; an Error names a compression that the
+// registered codecs do not decode.
+void decompress(DcmFileFormat& file, const std::string& path) {
+  DcmDataset* data = file.getDataset();
+  if (!data->tagExistsWithValue(DCM_PixelData)) fail(path, "DICOM file without pixel data (not an image)");
+  const DcmXfer original(data->getOriginalXfer());
+  if (data->chooseRepresentation(EXS_LittleEndianExplicit, nullptr).bad() ||
+      !data->canWriteXfer(EXS_LittleEndianExplicit))
+    fail(path, std::string("pixel data compressed as ") + original.getXferName() +
+                   ", which this DCMTK build cannot decode");
+}
+
+}  // namespace
+
+DicomWindow parse_dicom_window(const std::string& text) {
+  static const std::map<std::string, DicomWindow> presets = {
+      {"brain", {40, 80}},      {"subdural", {75, 215}},      {"stroke", {32, 8}},     {"lung", {-600, 1500}},
+      {"mediastinum", {50, 350}}, {"soft-tissue", {50, 400}}, {"bone", {480, 2500}},   {"liver", {60, 160}}};
+  const auto preset = presets.find(lower(text));
+  if (preset != presets.end()) return preset->second;
+  DicomWindow w;
+  const auto comma = text.find(',');
+  try {
+    size_t used_c = 0, used_w = 0;
+    if (comma == std::string::npos) throw std::invalid_argument(text);
+    w.center = std::stod(text.substr(0, comma), &used_c);
+    w.width = std::stod(text.substr(comma + 1), &used_w);
+    if (used_c != comma || used_w != text.size() - comma - 1) throw std::invalid_argument(text);
+  } catch (const std::exception&) {
+    fail("", "--window must be CENTER,WIDTH or a preset (brain, subdural, stroke, lung, mediastinum, soft-tissue, "
+             "bone, liver), got '" + text + "'");
+  }
+  if (!(w.width > 0) || !std::isfinite(w.center) || !std::isfinite(w.width))
+    fail("", "--window width must be a positive number, got '" + text + "'");
+  return w;
+}
+
+void set_dicom_window(const DicomWindow& window) {
+  std::lock_guard<std::mutex> lock(window_mutex);
+  default_window = window;
+}
+
+bool is_dicom_file(const std::string& path) {
+  if (lower(fs::path(path).extension().string()) == ".dcm") return true;
+  std::ifstream in(path, std::ios::binary);
+  char head[132] = {};
+  if (!in.read(head, sizeof head)) return false;
+  return std::string(head + 128, 4) == "DICM";
+}
+
+cv::Mat read_dicom_image(const std::string& path) {
+  DcmFileFormat file;
+  load(file, path, false);
+  decompress(file, path);
+  DicomImage image(&file, EXS_LittleEndianExplicit, CIF_UsePartialAccessToPixelData, 0, 1);  // first frame
+  if (image.getStatus() != EIS_Normal)
+    fail(path, std::string("cannot render the DICOM image (") + DicomImage::getString(image.getStatus()) + ")");
+  const int width = static_cast<int>(image.getWidth()), height = static_cast<int>(image.getHeight());
+  if (width < 1 || height < 1) fail(path, "DICOM image of zero size");
+  if (image.isMonochrome()) {
+    DicomWindow window;
+    {
+      std::lock_guard<std::mutex> lock(window_mutex);
+      window = default_window;
+    }
+    const bool ok = window.is_set()             ? image.setWindow(window.center, window.width)
+                    : image.getWindowCount() > 0 ? image.setWindow(0)
+                                                 : image.setMinMaxWindow();
+    if (!ok) image.setMinMaxWindow();  // a malformed window in the file
+  }
+  const void* pixels = image.getOutputData(8, 0, 0);  // 8 bits, frame 0, interleaved colour
+  if (!pixels) fail(path, "cannot render the DICOM pixel data (corrupt or truncated)");
+  if (image.isMonochrome()) return cv::Mat(height, width, CV_8UC1, const_cast<void*>(pixels)).clone();
+  cv::Mat bgr;
+  cv::cvtColor(cv::Mat(height, width, CV_8UC3, const_cast<void*>(pixels)), bgr, cv::COLOR_RGB2BGR);
+  return bgr;
+}
+
+std::string read_dicom_pixel_bytes(const std::string& path) {
+  DcmFileFormat file;
+  load(file, path, false);
+  decompress(file, path);
+  DcmElement* element = nullptr;
+  if (file.getDataset()->findAndGetElement(DCM_PixelData, element).bad() || !element)
+    fail(path, "DICOM file without pixel data (not an image)");
+  Uint8* bytes = nullptr;
+  if (element->getUint8Array(bytes).bad() || !bytes) {
+    Uint16* words = nullptr;
+    if (element->getUint16Array(words).bad() || !words) fail(path, "cannot read the DICOM pixel data");
+    bytes = reinterpret_cast<Uint8*>(words);
+  }
+  return std::string(reinterpret_cast<const char*>(bytes), element->getLength());
+}
+
+std::vector<std::string> sorted_dicom_series(const std::string& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) fail(dir, "not a folder");
+  struct Entry {
+    std::string path;
+    std::optional<double> position;  // along the slice normal, mm
+    std::optional<long> instance;
+  };
+  std::vector<Entry> entries;
+  for (const auto& item : fs::directory_iterator(dir, ec)) {
+    const std::string name = item.path().filename().string();
+    if (name.empty() || name[0] == '.' || !item.is_regular_file(ec)) continue;
+    const std::string path = item.path().string();
+    if (!is_dicom_file(path)) continue;
+    DcmFileFormat file;
+    try {
+      load(file, path, true);
+    } catch (const Error&) {
+      continue;  // a stray non-DICOM .dcm: not part of the series
+    }
+    DcmDataset* data = file.getDataset();
+    Entry e{path, std::nullopt, std::nullopt};
+    std::array<double, 3> position{};
+    std::array<double, 6> orientation{};
+    bool have_position = true, have_orientation = true;
+    for (unsigned long i = 0; i < 3; ++i)
+      have_position = have_position && data->findAndGetFloat64(DCM_ImagePositionPatient, position[i], i).good();
+    for (unsigned long i = 0; i < 6; ++i)
+      have_orientation = have_orientation && data->findAndGetFloat64(DCM_ImageOrientationPatient, orientation[i], i).good();
+    if (have_position) {
+      // Normal = row direction x column direction; without an orientation, the z coordinate.
+      std::array<double, 3> normal{0, 0, 1};
+      if (have_orientation) {
+        const double* r = orientation.data();
+        const double* c = orientation.data() + 3;
+        normal = {r[1] * c[2] - r[2] * c[1], r[2] * c[0] - r[0] * c[2], r[0] * c[1] - r[1] * c[0]};
+      }
+      e.position = position[0] * normal[0] + position[1] * normal[1] + position[2] * normal[2];
+    }
+    Sint32 instance = 0;
+    if (data->findAndGetSint32(DCM_InstanceNumber, instance).good()) e.instance = instance;
+    entries.push_back(std::move(e));
+  }
+  if (entries.empty()) fail(dir, "no DICOM file in this folder");
+  const bool by_position = std::all_of(entries.begin(), entries.end(), [](const Entry& e) { return e.position.has_value(); });
+  const bool by_instance = std::all_of(entries.begin(), entries.end(), [](const Entry& e) { return e.instance.has_value(); });
+  std::sort(entries.begin(), entries.end(), [&](const Entry& a, const Entry& b) {
+    if (by_position && *a.position != *b.position) return *a.position < *b.position;
+    if (by_instance && *a.instance != *b.instance) return *a.instance < *b.instance;
+    return a.path < b.path;
+  });
+  std::vector<std::string> paths;
+  for (auto& e : entries) paths.push_back(std::move(e.path));
+  return paths;
+}
+
+}  // namespace medsad::data

@@ -1,0 +1,48 @@
+// Reading DICOM images through DCMTK: single files and series folders.
+//
+// Monochrome images (MONOCHROME1 shown inverted, as the standard says) go through the modality
+// LUT (rescale slope/intercept) and a VOI window: the one given to set_dicom_window, else the
+// file's own first window (Window Center/Width tags), else the full range of its values. Colour
+// images (RGB, YBR) come back as colour. Compressed transfer syntaxes that DCMTK decodes are
+// registered: JPEG baseline, extended and lossless, JPEG-LS, RLE and deflate. JPEG 2000 is not
+// in Debian's DCMTK and gets a one-line error. Multi-frame files give their first frame.
+#pragma once
+#include <string>
+#include <vector>
+
+#include <opencv2/core.hpp>
+
+namespace medsad::data {
+
+struct DicomWindow {
+  double center = 0, width = 0;  // width > 0 when set
+  bool is_set() const { return width > 0; }
+};
+
+// "C,W" (numbers, W > 0) or a preset: brain (40,80), subdural (75,215), stroke (32,8), lung
+// (-600,1500), mediastinum (50,350), soft-tissue (50,400), bone (480,2500), liver (60,160).
+// Throws Error naming the option otherwise.
+DicomWindow parse_dicom_window(const std::string& text);
+
+// The window every later DICOM read uses (the CLI's --window); an unset window means "the file's".
+void set_dicom_window(const DicomWindow& window);
+
+// True for a file with the DICOM preamble ("DICM" at byte 128), or named *.dcm (older files
+// have no preamble).
+bool is_dicom_file(const std::string& path);
+
+// The displayed image: 8-bit grey (CV_8UC1) or BGR (CV_8UC3), windowed as described above.
+// Throws Error(path, ...) for a file that is missing, not DICOM, has no pixel data or uses a
+// compression that cannot be decoded.
+cv::Mat read_dicom_image(const std::string& path);
+
+// The pixel data of all frames, decompressed, as stored (little-endian
+// sample order): for checks against other readers. Throws Error(path, ...) as read_dicom_image.
+std::string read_dicom_pixel_bytes(const std::string& path);
+
+// The DICOM files of a series folder (hidden files and non-DICOM files skipped), in slice order:
+// by Image Position (Patient) along the slice normal from Image Orientation (Patient), else by
+// Instance Number, else by name. Throws Error(dir, ...) if it holds no DICOM file.
+std::vector<std::string> sorted_dicom_series(const std::string& dir);
+
+}  // namespace medsad::data

