@@ -12,6 +12,7 @@ packages=(
   libnifti-dev mricron-data               # NIfTI volumes; the Colin27 T1 the lesion benchmark is made from
   libdcmtk-dev                             # DICOM, with its JPEG, JPEG-LS and RLE decoders
   chromium fonts-dejavu-core               # renders the HTML report in its test (headless)
+  libcpp-httplib-dev                       # medsad serve
   python3 python3-torch python3-numpy python3-pil python3-regex  # independent references (tests/, bench/)
 )
 

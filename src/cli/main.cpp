@@ -35,6 +35,7 @@ int main(int argc, char** argv) {
   medsad::cli::setup_predict_command(app, action);
   medsad::cli::setup_synth_command(app, action);
   medsad::cli::setup_baseline_command(app, action);
+  medsad::cli::setup_serve_command(app, action);
 
   try {
     app.parse(argc, argv);

@@ -1,5 +1,8 @@
 #include "data/image_io.h"
 
+#include <unistd.h>
+
+#include <atomic>
 #include <filesystem>
 
 #include <opencv2/imgcodecs.hpp>
@@ -27,8 +30,42 @@ cv::Mat decode_image_file(const std::string& path, const std::string& what) {
   return image;
 }
 
-torch::Tensor read_image_rgb(const std::string& path) {
-  const cv::Mat image = decode_image_file(path, "image");
+torch::Tensor read_image_rgb(const std::string& path) { return image_to_rgb(decode_image_file(path, "image"), path); }
+
+torch::Tensor decode_image_rgb(const std::string& bytes, const std::string& name) {
+  if (bytes.size() >= 132 && bytes.compare(128, 4, "DICM") == 0) {
+    // DCMTK reads files: the bytes go through a private temporary one.
+    const auto dir = std::filesystem::temp_directory_path();
+    static std::atomic<uint64_t> counter{0};
+    const auto path = (dir / ("medsad_upload_" + std::to_string(::getpid()) + "_" + std::to_string(counter++) + ".dcm")).string();
+    write_file_atomic(path, bytes);
+    try {
+      auto image = read_image_rgb(path);
+      std::filesystem::remove(path);
+      return image;
+    } catch (const Error& e) {
+      std::filesystem::remove(path);
+      fail(name, e.problem());
+    }
+  }
+  cv::Mat image;
+  try {
+    image = cv::imdecode(cv::Mat(1, static_cast<int>(bytes.size()), CV_8U, const_cast<char*>(bytes.data())),
+                         cv::IMREAD_UNCHANGED);
+  } catch (const cv::Exception&) {
+    image.release();
+  }
+  if (image.empty()) fail(name, "cannot decode the image (corrupt, truncated or not a PNG/JPEG/TIFF/BMP/DICOM file)");
+  return image_to_rgb(image, name);
+}
+
+std::string encode_png(const cv::Mat& image) {
+  std::vector<uchar> bytes;
+  if (!cv::imencode(".png", image, bytes)) fail("", "cannot encode the image as PNG");
+  return std::string(bytes.begin(), bytes.end());
+}
+
+torch::Tensor image_to_rgb(const cv::Mat& image, const std::string& path) {
 
   double scale = 1.0;
   switch (image.depth()) {

@@ -16,6 +16,15 @@ cv::Mat decode_image_file(const std::string& path, const std::string& what);
 // 16-bit scaled by 1/65535). Throws Error(path, ...) if missing or not a decodable image.
 torch::Tensor read_image_rgb(const std::string& path);
 
+// The same from a file's bytes in memory (an upload); `name` stands for the file in errors.
+torch::Tensor decode_image_rgb(const std::string& bytes, const std::string& name);
+
+// A decoded image (any depth OpenCV gives, 1-4 channels, BGR order) as read_image_rgb returns it.
+torch::Tensor image_to_rgb(const cv::Mat& image, const std::string& path);
+
+// The PNG file bytes of `image` (8 or 16 bit; grey, BGR or BGRA).
+std::string encode_png(const cv::Mat& image);
+
 // Encodes `image` (8 or 16 bit; grey, BGR or BGRA) as PNG and writes it atomically
 // (write_file_atomic). `compression`: zlib level 0-9, or -1 for OpenCV's fast default; 9 suits
 // files that are kept, such as documentation. Throws Error(path, ...) if it cannot be encoded or

@@ -9,10 +9,10 @@
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
-#include <openssl/evp.h>
 
 #include "core/error.h"
 #include "core/file_io.h"
+#include "core/hash.h"
 #include "data/image_io.h"
 #include "eval/visualize.h"
 
@@ -43,14 +43,7 @@ std::string number(double v, int digits = 3) {
   return buf;
 }
 
-std::string png_data_uri(const cv::Mat& image) {
-  std::vector<uchar> png;
-  cv::imencode(".png", image, png);
-  std::string b64(4 * ((png.size() + 2) / 3) + 1, '\0');
-  const int n = EVP_EncodeBlock(reinterpret_cast<unsigned char*>(b64.data()), png.data(), static_cast<int>(png.size()));
-  b64.resize(static_cast<size_t>(n));
-  return "data:image/png;base64," + b64;
-}
+std::string png_data_uri(const cv::Mat& image) { return "data:image/png;base64," + base64(encode_png(image)); }
 
 cv::Mat thumbnail(const cv::Mat& image) {
   const double scale = static_cast<double>(kThumbnail) / std::max(image.rows, image.cols);
