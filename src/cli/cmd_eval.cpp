@@ -31,14 +31,6 @@ std::string map_name(const std::string& image, const std::string& root) {
   return name;
 }
 
-void save_map_png(const std::string& path, const torch::Tensor& map) {
-  const auto u16 = (map.clamp(0, 1) * 65535).round().to(torch::kInt32).to(torch::kFloat32).contiguous();
-  cv::Mat as_float(static_cast<int>(u16.size(0)), static_cast<int>(u16.size(1)), CV_32F, u16.data_ptr<float>());
-  cv::Mat out;
-  as_float.convertTo(out, CV_16U);
-  write_png(path, out);
-}
-
 // cases/best_NN.png, worst_NN.png (abnormal images by Dice) and normal_NN.png (normal images by
 // score, highest first), each an image | ground truth | prediction panel with a caption.
 void write_case_panels(const fs::path& dir, const std::vector<eval::ImageResult>& results,
@@ -124,7 +116,7 @@ void setup_eval_command(CLI::App& app, Action& action) {
       if (o->save_maps) {
         fs::create_directories(fs::path(o->out) / "maps");
         for (const auto& r : results)
-          if (r.error.empty()) save_map_png((fs::path(o->out) / "maps" / map_name(r.path, spec.root)).string(), r.map);
+          if (r.error.empty()) write_png((fs::path(o->out) / "maps" / map_name(r.path, spec.root)).string(), eval::to_mat_u16(r.map));
       }
       if (!o->report.empty())
         eval::write_html_report(o->report, "MedSAD-CLIP on " + spec.root + " (" + o->split + " split)", results, metrics,

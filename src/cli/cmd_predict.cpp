@@ -87,7 +87,7 @@ void setup_predict_command(CLI::App& app, Action& action) {
   auto* cmd = app.add_subcommand("predict", "score single images with a trained model");
   cmd->add_option("--model", o->model, "trained checkpoint (best.ckpt)")->required();
   cmd->add_option("images", o->images, "image files (PNG, JPEG, TIFF, BMP, DICOM), DICOM series folders, or NIfTI volumes")->required();
-  cmd->add_option("--out", o->out, "folder for NAME_mask.png and NAME_overlay.png (volumes: NAME_slices.csv, NAME_mask.nii.gz)");
+  cmd->add_option("--out", o->out, "folder for NAME_mask.png, NAME_overlay.png and NAME_map.png (the anomaly map in [0, 1] as 16-bit grey) (volumes: NAME_slices.csv, NAME_mask.nii.gz)");
   cmd->add_option("--axis", o->axis, "volumes: slice along axial (default), coronal or sagittal")
       ->check(CLI::IsMember({"axial", "coronal", "sagittal"}));
   cmd->add_option("--weights", o->weights, "CLIP backbone (default: the one recorded at training)");
@@ -168,6 +168,7 @@ void setup_predict_command(CLI::App& app, Action& action) {
           const cv::Mat mask = eval::to_mat_u8(lesion.to(torch::kFloat32));
           write_png((fs::path(o->out) / (stem + "_mask.png")).string(), mask);
           write_png((fs::path(o->out) / (stem + "_overlay.png")).string(), eval::anomaly_overlay(images[i], results[i].map, mask));
+          write_png((fs::path(o->out) / (stem + "_map.png")).string(), eval::to_mat_u16(results[i].map));
         }
         std::fflush(stdout);
       }

@@ -26,6 +26,15 @@ cv::Mat to_mat_u8(const torch::Tensor& hw) {
   return cv::Mat(static_cast<int>(u8.size(0)), static_cast<int>(u8.size(1)), CV_8U, u8.data_ptr<uint8_t>()).clone();
 }
 
+cv::Mat to_mat_u16(const torch::Tensor& hw) {
+  // int32 first: LibTorch 1.13 has no uint16 dtype.
+  const auto u16 = (hw.detach().to(torch::kFloat32).clamp(0, 1) * 65535).round().to(torch::kInt32).contiguous();
+  cv::Mat wide(static_cast<int>(u16.size(0)), static_cast<int>(u16.size(1)), CV_32S, u16.data_ptr<int32_t>());
+  cv::Mat out;
+  wide.convertTo(out, CV_16U);
+  return out;
+}
+
 cv::Mat anomaly_overlay(const torch::Tensor& rgb, const torch::Tensor& map, const cv::Mat& lesion) {
   cv::Mat heat, blended;
   cv::applyColorMap(to_mat_u8(map), heat, cv::COLORMAP_JET);

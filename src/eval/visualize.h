@@ -9,6 +9,9 @@ namespace medsad::eval {
 // [H, W] float in [0, 1] (clamped) -> CV_8U.
 cv::Mat to_mat_u8(const torch::Tensor& hw);
 
+// [H, W] float in [0, 1] (clamped) -> CV_16U, 1 = 65535: an anomaly map kept for analysis.
+cv::Mat to_mat_u16(const torch::Tensor& hw);
+
 // The image in grey under a JET heat map of `map` ([H, W] in [0, 1]), `lesion` (CV_8U, non-zero =
 // predicted lesion) outlined in white. rgb: [3, H, W] in [0, 1].
 cv::Mat anomaly_overlay(const torch::Tensor& rgb, const torch::Tensor& map, const cv::Mat& lesion);

@@ -166,6 +166,19 @@ TEST_F(TrainEndToEnd, LearnsAndBeatsTheUntrainedModel) {
   EXPECT_TRUE(std::filesystem::exists(dir->file("pred/a1_mask.png")));
   EXPECT_TRUE(std::filesystem::exists(dir->file("pred/a1_overlay.png")));
   EXPECT_EQ(cv::imread(dir->file("pred/a1_overlay.png")).rows, 96);
+  // The 16-bit map is the one eval scores (eval's saved map of the same image), and the mask is
+  // that map at the calibrated pixel threshold.
+  const cv::Mat pred_map = cv::imread(dir->file("pred/a1_map.png"), cv::IMREAD_UNCHANGED);
+  ASSERT_EQ(pred_map.depth(), CV_16U);
+  const cv::Mat eval_map = cv::imread(dir->file("eval/maps/test__Ungood__img__a1.png"), cv::IMREAD_UNCHANGED);
+  ASSERT_EQ(eval_map.size(), pred_map.size());
+  double largest_gap = 0;
+  cv::minMaxLoc(cv::abs(pred_map - eval_map) + cv::abs(eval_map - pred_map), nullptr, &largest_gap);
+  EXPECT_LE(largest_gap, 2);  // bf16 in both; batching may differ by a rounding step
+  const double pixel_threshold = json::parse(read_file_text(dir->file("eval/metrics.json")))["pixel"]["threshold"];
+  const cv::Mat pred_mask = cv::imread(dir->file("pred/a1_mask.png"), cv::IMREAD_UNCHANGED);
+  const cv::Mat from_map = pred_map >= pixel_threshold * 65535;
+  EXPECT_LE(cv::countNonZero(pred_mask != from_map), pred_map.total() / 200);  // only 16-bit rounding at the edge
 
   // A NIfTI volume, slice by slice: one line per slice along the axis, the table, and a mask
   // volume on the input's grid.
