@@ -196,7 +196,7 @@ TEST(SynthLesionsOnColin27, MaskedPixelsChangeVisibly) {
   // On real anatomy a painted lesion can land on tissue of nearly its own intensity; the mask
   // must still be mostly pixels a reader could see change (>= 0.02, about 5 grey levels, where
   // the brain's 99th percentile is 0.8). Measured: tumours 90%, haemorrhages 96%, white-matter
-  // lesions 99.6% over these 40 draws.
+  // lesions 99.6% over 60 such draws.
   SynthOptions options;
   const auto& source = options.volumes.front();
   const Volume volume = read_nifti_volume(source.image);
