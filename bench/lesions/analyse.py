@@ -38,6 +38,16 @@ def auroc(pos, neg):
     return (ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg))
 
 
+def read_record(bench):
+    """The benchmark's synth.json, or exit with one line naming the problem."""
+    path = os.path.join(bench, "synth.json")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        sys.exit(f"{os.path.basename(sys.argv[0])}: {path}: not a medsad synth benchmark ({e.__class__.__name__})")
+
+
 def grey(path):
     return np.asarray(Image.open(path).convert("L"), dtype=np.float64) / 255.0
 
@@ -46,7 +56,9 @@ def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
     bench, evaluated = sys.argv[1], sys.argv[2]
-    record = json.load(open(os.path.join(bench, "synth.json")))
+    record = read_record(bench)
+    if not os.path.isdir(os.path.join(evaluated, "maps")):
+        sys.exit(f"analyse.py: {evaluated}/maps: not found (write it with medsad eval --save-maps --out {evaluated})")
     rng = np.random.default_rng(0)
     lesion = {}      # kind -> lesion pixel scores
     surround = []    # scores of tissue around lesions
@@ -57,7 +69,10 @@ def main():
         if image["split"] != "test":
             continue
         name = image["image"].replace("/", "__")
-        score = np.asarray(Image.open(os.path.join(evaluated, "maps", name)), dtype=np.float64) / 65535.0
+        map_path = os.path.join(evaluated, "maps", name)
+        if not os.path.exists(map_path):
+            sys.exit(f"analyse.py: {map_path}: no map for this test image (evaluated on another benchmark?)")
+        score = np.asarray(Image.open(map_path), dtype=np.float64) / 65535.0
         k = max(1, round(0.01 * score.size))
         kind = image.get("kind") if image["label"] else None
         tissue = torch.tensor(grey(os.path.join(bench, image["image"])) > 0.25, dtype=torch.float32)[None, None]

@@ -11,7 +11,6 @@ Then:  bench/lesions/analyse.py BENCHMARK_DIR OUT_DIR
 (300 steps of 16 images take about 7 minutes on 2 cores.)
 """
 import argparse
-import json
 import os
 import time
 
@@ -20,6 +19,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from PIL import Image
+
+from analyse import read_record
 
 
 def load_split(bench, record, split):
@@ -72,7 +73,7 @@ def main():
     args = parser.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(os.cpu_count())
-    record = json.load(open(os.path.join(args.bench, "synth.json")))
+    record = read_record(args.bench)
     train_x, train_y, _ = load_split(args.bench, record, "train")
     test_x, _, test_entries = load_split(args.bench, record, "test")
 
