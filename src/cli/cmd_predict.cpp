@@ -52,7 +52,7 @@ void predict_volume_file(model::MedSadClipImpl& model, const clip::ImagePreproce
     fail(path, e.problem());
   }
   const auto mask = prediction.anomaly_map >= calibration.pixel_threshold;  // [S, A, R]
-  const int64_t d = axis == eval::SliceAxis::Axial ? 0 : axis == eval::SliceAxis::Coronal ? 1 : 2;
+  const int64_t d = eval::axis_dim(axis);
   std::string csv = "slice,score,decision,lesion_fraction\n";
   for (size_t k = 0; k < prediction.slice_scores.size(); ++k) {
     const double score = prediction.slice_scores[k];

@@ -10,8 +10,6 @@ namespace medsad::eval {
 namespace F = torch::nn::functional;
 namespace {
 
-int64_t axis_dim(SliceAxis axis) { return axis == SliceAxis::Axial ? 0 : axis == SliceAxis::Coronal ? 1 : 2; }
-
 // Voxel sizes (mm) of the slice's rows and columns: the two canonical dims left after `axis`.
 std::pair<double, double> in_plane_spacing(const data::Volume& v, SliceAxis axis) {
   const int64_t d = axis_dim(axis);
@@ -44,6 +42,8 @@ SliceAxis parse_slice_axis(const std::string& name) {
   if (name == "sagittal") return SliceAxis::Sagittal;
   fail("", "--axis must be axial, coronal or sagittal, got '" + name + "'");
 }
+
+int64_t axis_dim(SliceAxis axis) { return axis == SliceAxis::Axial ? 0 : axis == SliceAxis::Coronal ? 1 : 2; }
 
 const char* to_string(SliceAxis axis) {
   switch (axis) {

@@ -19,6 +19,8 @@ enum class SliceAxis { Axial, Coronal, Sagittal };  // along S, A or R of the ca
 // "axial", "coronal" or "sagittal"; throws Error otherwise.
 SliceAxis parse_slice_axis(const std::string& name);
 const char* to_string(SliceAxis axis);
+// The dim of the canonical [S, A, R] voxel tensor that `axis` slices along: 0, 1 or 2.
+int64_t axis_dim(SliceAxis axis);
 
 // Slice `index` along `axis` as an RGB image [3, H, W] in [0, 1]: intensities mapped linearly
 // from [lo, hi] to [0, 1] (clamped, NaN -> 0), resampled to square pixels, both in-plane axes
