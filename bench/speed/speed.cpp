@@ -1,7 +1,7 @@
 // The C++ side of bench/speed (driven by bench/speed/run): each command prints one JSON line.
 //   medsad_speed peak                                   bf16 and fp32 matrix-product GFLOP/s
 //   medsad_speed encode WEIGHTS [--precision P] [--batch B] [--iters N] [--embeddings F]
-//   medsad_speed train-step WEIGHTS [--precision P] [--batch B] [--iters N]
+//   medsad_speed train-step WEIGHTS [--precision P] [--batch B] [--iters N]   (WEIGHTS none: scratch)
 //   medsad_speed init-checkpoint WEIGHTS OUT.ckpt       an untrained MedSAD-CLIP on WEIGHTS, for predict
 // The image input is the one bench/speed/reference.py builds: sin(0.001 i) over the flat index.
 #include <sys/resource.h>
@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "clip/scratch.h"
 #include "clip/tokenizer.h"
 #include "clip/weights.h"
 #include "core/error.h"
@@ -96,9 +97,16 @@ nlohmann::json run_encode(const std::string& weights, torch::Dtype precision, in
           {"gflops", flops / seconds / 1e9}, {"peak_rss_mb", peak_rss_mb()}};
 }
 
+// WEIGHTS "none": the demo's scratch backbone (default ScratchClipOptions), trained with the rest.
 model::MedSadClip build_medsad(const std::string& weights, torch::Dtype precision) {
   model::MedSadConfig config;  // the design's defaults: 4 taps, learned prompts, TPCA
-  auto backbone = load_backbone(weights, precision);
+  clip::ClipModel backbone{nullptr};
+  if (weights == "none") {
+    backbone = clip::build_scratch_clip(clip::scratch_clip_config({}, clip::Tokenizer::byte_level().vocab_size()));
+    config.train_backbone = true;
+  } else {
+    backbone = load_backbone(weights, precision);
+  }
   config.resolve(backbone->config.vision.layers, backbone->config.vision.image_size);
   model::MedSadClip model(backbone, clip::Tokenizer::byte_level(), config);
   model->set_compute_dtype(precision);

@@ -3,7 +3,6 @@
 #include "clip/transformer.h"
 
 #include <cmath>
-#include <limits>
 
 #include "core/error.h"
 
@@ -23,15 +22,17 @@ torch::Tensor TokenPatchCrossAttentionImpl::forward(const torch::Tensor& patches
                                                    const torch::Tensor& token_valid) {
   TORCH_CHECK(patches.dim() == 3 && text_tokens.dim() == 2 && token_valid.dim() == 1, "TPCA shapes: patches ",
               patches.sizes(), ", tokens ", text_tokens.sizes(), ", valid ", token_valid.sizes());
-  const int64_t B = patches.size(0), N = patches.size(1), D = patches.size(2), S = text_tokens.size(0);
+  const int64_t B = patches.size(0), N = patches.size(1), D = patches.size(2);
   const int64_t Dh = D / heads;
   const auto cd = compute_dtype;
+  // Padding keys are dropped rather than masked: the same result (a masked key's weight is exactly
+  // 0) with half the keys for a short prompt, and no -inf in the softmax.
+  const auto tokens = text_tokens.index_select(0, token_valid.nonzero().squeeze(1));  // [S, D], S valid tokens
+  const int64_t S = tokens.size(0);
   auto q = clip::linear_in(patches, q_proj->weight, q_proj->bias, cd).view({B, N, heads, Dh}).transpose(1, 2);  // [B, H, N, Dh]
-  auto k = clip::linear_in(text_tokens, k_proj->weight, k_proj->bias, cd).view({S, heads, Dh}).transpose(0, 1);  // [H, S, Dh]
-  auto v = clip::linear_in(text_tokens, v_proj->weight, v_proj->bias, cd).view({S, heads, Dh}).transpose(0, 1);  // [H, S, Dh]
-  auto logits = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(Dh));  // [B, H, N, S]
-  logits = logits.masked_fill(token_valid.logical_not().view({1, 1, 1, S}),
-                              -std::numeric_limits<float>::infinity());
+  auto k = clip::linear_in(tokens, k_proj->weight, k_proj->bias, cd).view({S, heads, Dh}).transpose(0, 1);  // [H, S, Dh]
+  auto v = clip::linear_in(tokens, v_proj->weight, v_proj->bias, cd).view({S, heads, Dh}).transpose(0, 1);  // [H, S, Dh]
+  const auto logits = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(Dh));  // [B, H, N, S]
   auto attended = torch::matmul(torch::softmax(logits, -1, torch::kFloat32).to(cd), v)  // [B, H, N, Dh]
                       .transpose(1, 2)
                       .reshape({B, N, D});  // [B, N, D]

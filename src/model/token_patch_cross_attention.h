@@ -1,6 +1,6 @@
 // Token-Patch Cross-Attention (TPCA), the paper's core (design doc, Architecture 4): patch
 // features of one tap level attend to the text-token features of both prompts.
-//   P' = LN(P + W_o Attn(P W_q, T W_k, T W_v)), H heads, padding tokens masked.
+//   P' = LN(P + W_o Attn(P W_q, T W_k, T W_v)), H heads, padding tokens left out.
 #pragma once
 #include <torch/torch.h>
 

