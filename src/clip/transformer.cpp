@@ -35,11 +35,12 @@ torch::Tensor SelfAttentionImpl::forward(const torch::Tensor& x, const torch::Te
   // 21 MB of them per image in fp32, and tensors that size are fresh mmaps (page faults) and
   // thrash the caches: batch 8 ran at a sixth of batch 1's speed per image.
   const int64_t chunk = std::max<int64_t>(1, kAttentionChunkElements / (L * L));
+  const auto additive_mask = mask.defined() ? mask.to(q.scalar_type()) : mask;  // [L, L], cast once
   std::vector<torch::Tensor> parts;
   for (int64_t s = 0; s < BH; s += chunk) {
     const int64_t e = std::min(BH, s + chunk);
     auto logits = torch::matmul(q.slice(0, s, e), k.slice(0, s, e).transpose(-2, -1));  // [c, L, L]
-    if (mask.defined()) logits = logits + mask.to(logits.scalar_type());
+    if (additive_mask.defined()) logits = logits + additive_mask;
     // In the compute dtype: LibTorch's CPU softmax accumulates bf16 rows in fp32 and rounds only
     // its output (checked: 4096-long rows sum to 1 +- 0.001), which the bf16 product with v did
     // anyway. With an fp32 softmax its backward took 15% of a ViT-B/16 training step.
