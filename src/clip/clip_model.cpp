@@ -22,7 +22,8 @@ std::vector<torch::Tensor> ClipModelImpl::matrix_parameters() {
     const std::string& key = p.key();
     const bool in_block = key.find("transformer.resblocks.") != std::string::npos &&
                           key.find(".ln_") == std::string::npos;
-    const bool in_stem = key.rfind("visual.conv1.", 0) == 0 || key.rfind("visual.stem.", 0) == 0;
+    const bool in_stem = key.rfind("visual.conv1.", 0) == 0 || key.rfind("visual.stem.", 0) == 0 ||
+                         (key.rfind("visual.encoder", 0) == 0 && key.find(".norm") == std::string::npos);
     if (in_block || in_stem) out.push_back(p.value());
   }
   return out;

@@ -14,6 +14,21 @@ void require_positive(const char* tower, const char* field, int64_t value) {
 
 }  // namespace
 
+std::string stem_name(PatchStem stem) {
+  switch (stem) {
+    case PatchStem::Conv: return "conv";
+    case PatchStem::ConvStack: return "conv_stack";
+    case PatchStem::ConvEncoder: return "conv_encoder";
+  }
+  return "conv";
+}
+
+PatchStem stem_from_name(const std::string& name) {
+  for (auto stem : {PatchStem::Conv, PatchStem::ConvStack, PatchStem::ConvEncoder})
+    if (stem_name(stem) == name) return stem;
+  fail("", "unknown patch stem '" + name + "' (conv, conv_stack or conv_encoder)");
+}
+
 void ClipVisionConfig::validate() const {
   for (auto [name, v] : {std::pair{"width", width}, {"layers", layers}, {"heads", heads},
                          {"mlp_width", mlp_width}, {"patch_size", patch_size}, {"image_size", image_size}})
@@ -23,9 +38,12 @@ void ClipVisionConfig::validate() const {
   if (image_size < patch_size)
     fail("", "vision config: image_size " + std::to_string(image_size) + " is smaller than the patch " +
                  std::to_string(patch_size));
-  if (stem == PatchStem::ConvStack && (patch_size < 2 || patch_size > 32 || (patch_size & (patch_size - 1)) != 0))
+  if (stem != PatchStem::Conv && (patch_size < 2 || patch_size > 32 || (patch_size & (patch_size - 1)) != 0))
     fail("", "vision config: a convolutional stem needs a power-of-two patch size from 2 to 32, got " +
                  std::to_string(patch_size));
+  if (stem == PatchStem::ConvEncoder && (stem_channels < 8 || stem_channels > 512 || stem_channels % 8 != 0))
+    fail("", "vision config: the encoder stem's first stage needs 8 to 512 channels in steps of 8 (GroupNorm "
+             "groups), got " + std::to_string(stem_channels));
 }
 
 void ClipTextConfig::validate() const {
@@ -46,7 +64,9 @@ void ClipConfig::validate() const {
 std::string ClipVisionConfig::to_string() const {
   std::ostringstream s;
   s << "ViT width " << width << ", " << layers << " blocks, " << heads << " heads, mlp " << mlp_width << ", patch "
-    << patch_size << (stem == PatchStem::ConvStack ? " (convolutional stem)" : "") << ", input " << image_size << " (" << grid_size() << "x" << grid_size() << " patches)";
+    << patch_size << (stem == PatchStem::ConvStack     ? " (convolutional stem)"
+        : stem == PatchStem::ConvEncoder ? " (convolutional encoder stem, " + std::to_string(stem_channels) + " channels)"
+                                         : "") << ", input " << image_size << " (" << grid_size() << "x" << grid_size() << " patches)";
   return s.str();
 }
 
@@ -68,7 +88,7 @@ nlohmann::json ClipConfig::to_json() const {
   return {{"vision", {{"width", vision.width}, {"layers", vision.layers}, {"heads", vision.heads},
                       {"mlp_width", vision.mlp_width}, {"patch_size", vision.patch_size},
                       {"image_size", vision.image_size},
-                      {"stem", vision.stem == PatchStem::ConvStack ? "conv_stack" : "conv"}}},
+                      {"stem", stem_name(vision.stem)}, {"stem_channels", vision.stem_channels}}},
           {"text", {{"width", text.width}, {"layers", text.layers}, {"heads", text.heads},
                     {"mlp_width", text.mlp_width}, {"context_length", text.context_length},
                     {"vocab_size", text.vocab_size}}},
@@ -87,7 +107,8 @@ ClipConfig ClipConfig::from_json(const nlohmann::json& j) {
     c.vision.mlp_width = v.at("mlp_width").get<int64_t>();
     c.vision.patch_size = v.at("patch_size").get<int64_t>();
     c.vision.image_size = v.at("image_size").get<int64_t>();
-    c.vision.stem = v.at("stem").get<std::string>() == "conv_stack" ? PatchStem::ConvStack : PatchStem::Conv;
+    c.vision.stem = stem_from_name(v.at("stem").get<std::string>());
+    c.vision.stem_channels = v.value("stem_channels", c.vision.stem_channels);  // absent before conv_encoder
     const auto& t = j.at("text");
     c.text.width = t.at("width").get<int64_t>();
     c.text.layers = t.at("layers").get<int64_t>();

@@ -11,9 +11,15 @@ namespace medsad::clip {
 enum class Activation { QuickGelu, Gelu };  // OpenAI CLIP uses QuickGELU: x * sigmoid(1.702 x)
 
 // How pixels become patch tokens. CLIP checkpoints use one patch_size x patch_size convolution.
-// A backbone trained from scratch on little data optimises far better with a small strided
-// convolutional stem (log2(patch_size) 3x3 stride-2 convolutions with GELU between them).
-enum class PatchStem { Conv, ConvStack };
+// A backbone trained from scratch on little data optimises far better with a convolutional stem:
+//   ConvStack:   log2(patch_size) 3x3 stride-2 convolutions with GELU between them;
+//   ConvEncoder: a small CNN encoder (a hybrid ViT): log2(patch_size) stages of two 3x3
+//                convolutions, each followed by GroupNorm and GELU, the first stage at full
+//                resolution and each later one halving it and doubling the channels from
+//                stem_channels, then a 3x3 stride-2 convolution to the width.
+enum class PatchStem { Conv, ConvStack, ConvEncoder };
+std::string stem_name(PatchStem stem);                 // "conv", "conv_stack", "conv_encoder"
+PatchStem stem_from_name(const std::string& name);     // throws Error on any other name
 
 struct ClipVisionConfig {
   int64_t width = 768;        // residual width D
@@ -23,6 +29,7 @@ struct ClipVisionConfig {
   int64_t patch_size = 16;    // square patch side, pixels
   int64_t image_size = 224;   // native input side; position embeddings are stored for this grid
   PatchStem stem = PatchStem::Conv;
+  int64_t stem_channels = 16;  // PatchStem::ConvEncoder: channels of its first stage
 
   int64_t grid_size() const { return image_size / patch_size; }
   void validate() const;

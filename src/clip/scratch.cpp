@@ -52,7 +52,9 @@ ClipConfig scratch_clip_config(const ScratchClipOptions& o, int64_t vocab_size) 
   c.vision.mlp_width = 4 * o.width;
   c.vision.patch_size = o.patch_size;
   c.vision.image_size = o.image_size;
-  c.vision.stem = PatchStem::ConvStack;
+  if (o.stem == PatchStem::Conv) fail("", "--scratch-stem: the scratch backbone needs a convolutional stem");
+  c.vision.stem = o.stem;
+  c.vision.stem_channels = o.stem_channels;
   c.text.width = o.text_width;
   c.text.layers = o.text_layers;
   c.text.heads = o.text_width / 64;
@@ -92,6 +94,15 @@ ClipModel build_scratch_clip(const ClipConfig& config) {
         torch::nn::init::kaiming_normal_(conv.weight, 0.0, torch::kFanIn, torch::kReLU);
       torch::nn::init::zeros_(conv.bias);
     }
+  }
+  if (visual.encoder) {  // each convolution but the last feeds GroupNorm, which sets its own scale
+    for (auto& stage : *visual.encoder)
+      for (auto* conv : {&stage->as<ConvEncoderStageImpl>()->conv1, &stage->as<ConvEncoderStageImpl>()->conv2}) {
+        torch::nn::init::kaiming_normal_((*conv)->weight, 0.0, torch::kFanIn, torch::kReLU);
+        torch::nn::init::zeros_((*conv)->bias);
+      }
+    torch::nn::init::kaiming_normal_(visual.encoder_proj->weight, 0.0, torch::kFanIn, torch::kLinear);
+    torch::nn::init::zeros_(visual.encoder_proj->bias);
   }
   return model;
 }

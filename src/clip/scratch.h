@@ -1,8 +1,10 @@
 // A small CLIP-architecture backbone for when no pretrained CLIP weights exist (`--weights none`):
 // randomly initialised as OpenAI CLIP initialises, then trained together with MedSAD-CLIP's own
-// parts. Its patch embedding is a strided convolutional stem (PatchStem::ConvStack): a ViT
-// trained from scratch on a few thousand images learns far better with one than with a single
-// patch convolution. Real CLIP weights keep their own patch embedding.
+// parts. Its patch embedding is convolutional: a ViT trained from scratch on a few thousand
+// images learns far better with a convolutional stem than with a single patch convolution.
+// PatchStem::ConvStack (default) is a stack of strided convolutions; PatchStem::ConvEncoder a
+// small CNN encoder with GroupNorm, making the backbone a hybrid ViT (slower per step). Real CLIP weights
+// keep their own patch embedding.
 #pragma once
 #include <cstdint>
 
@@ -13,7 +15,9 @@ namespace medsad::clip {
 
 struct ScratchClipOptions {
   int64_t image_size = 128;      // native input side
-  int64_t patch_size = 8;        // stem stride: 8 -> three stride-2 convolutions, 16x16 tokens at 128
+  int64_t patch_size = 8;        // stem stride: 16x16 tokens at 128
+  PatchStem stem = PatchStem::ConvStack;
+  int64_t stem_channels = 16;    // ConvEncoder: first stage's channels (16, 32, 64 at patch 8)
   int64_t width = 192;           // image tower width (heads = width / 64)
   int64_t layers = 4;            // image tower blocks
   int64_t text_width = 128;

@@ -1,6 +1,25 @@
 #include "clip/vision.h"
 
 namespace medsad::clip {
+namespace F = torch::nn::functional;
+
+ConvEncoderStageImpl::ConvEncoderStageImpl(int64_t in, int64_t out, int64_t stride_) : stride(stride_) {
+  conv1 = register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 3).stride(stride).padding(1)));
+  norm1 = register_module("norm1", torch::nn::GroupNorm(8, out));
+  conv2 = register_module("conv2", torch::nn::Conv2d(torch::nn::Conv2dOptions(out, out, 3).padding(1)));
+  norm2 = register_module("norm2", torch::nn::GroupNorm(8, out));
+}
+
+torch::Tensor ConvEncoderStageImpl::forward(const torch::Tensor& x, torch::Dtype compute_dtype) {
+  auto y = x.to(compute_dtype);
+  for (auto [conv, norm, s] : {std::tuple{&conv1, &norm1, stride}, {&conv2, &norm2, int64_t{1}}}) {
+    y = F::conv2d(y, (*conv)->weight.to(compute_dtype),
+                  F::Conv2dFuncOptions().bias((*conv)->bias.to(compute_dtype)).stride(s).padding(1));
+    // GroupNorm's statistics in fp32: a bf16 sum over a whole 128x128 map loses too much.
+    y = torch::gelu((*norm)(y.to(torch::kFloat32))).to(compute_dtype);
+  }
+  return y;
+}
 
 VisionTransformerImpl::VisionTransformerImpl(const ClipVisionConfig& cfg, int64_t embed_dim, Activation act,
                                              double eps)
@@ -9,6 +28,16 @@ VisionTransformerImpl::VisionTransformerImpl(const ClipVisionConfig& cfg, int64_
   if (cfg.stem == PatchStem::Conv) {
     conv1 = register_module(
         "conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(3, D, cfg.patch_size).stride(cfg.patch_size).bias(false)));
+  } else if (cfg.stem == PatchStem::ConvEncoder) {
+    encoder = register_module("encoder", torch::nn::ModuleList());
+    int64_t channels = cfg.stem_channels;
+    for (int64_t s = 0, in = 3; (int64_t{2} << s) <= cfg.patch_size; ++s) {
+      encoder->push_back(ConvEncoderStage(in, channels, s == 0 ? 1 : 2));
+      in = channels;
+      channels *= 2;
+    }
+    encoder_proj = register_module(
+        "encoder_proj", torch::nn::Conv2d(torch::nn::Conv2dOptions(channels / 2, D, 3).stride(2).padding(1)));
   } else {
     // Channels double stage by stage and jump to D at the last one: patch 8, D 192 -> 3, 24, 48, 192
     // (the early stages run at high resolution, so they are kept thin).
@@ -36,7 +65,6 @@ torch::Tensor VisionTransformerImpl::positions_for_grid(int64_t grid_h, int64_t 
   auto class_pos = positional_embedding.slice(0, 0, 1);                    // [1, D]
   auto grid_pos = positional_embedding.slice(0, 1).reshape({1, G, G, D})  // [1, G, G, D]
                       .permute({0, 3, 1, 2});                               // [1, D, G, G]
-  namespace F = torch::nn::functional;
   grid_pos = F::interpolate(grid_pos, F::InterpolateFuncOptions()
                                           .size(std::vector<int64_t>{grid_h, grid_w})
                                           .mode(torch::kBicubic)
@@ -49,11 +77,15 @@ torch::Tensor VisionTransformerImpl::positions_for_grid(int64_t grid_h, int64_t 
 torch::Tensor VisionTransformerImpl::embed(const torch::Tensor& images) {
   TORCH_CHECK(images.dim() == 4 && images.size(1) == 3, "image tower expects [B, 3, H, W], got ", images.sizes());
   const int64_t B = images.size(0), D = config.width;
-  namespace F = torch::nn::functional;
   torch::Tensor patches;  // [B, D, gh, gw]
   if (config.stem == PatchStem::Conv) {
     patches = F::conv2d(images.to(compute_dtype), conv1->weight.to(compute_dtype),
                         F::Conv2dFuncOptions().stride(config.patch_size));
+  } else if (config.stem == PatchStem::ConvEncoder) {
+    patches = images;
+    for (auto& stage : *encoder) patches = stage->as<ConvEncoderStageImpl>()->forward(patches, compute_dtype);
+    patches = F::conv2d(patches, encoder_proj->weight.to(compute_dtype),
+                        F::Conv2dFuncOptions().bias(encoder_proj->bias.to(compute_dtype)).stride(2).padding(1));
   } else {
     patches = images.to(compute_dtype);
     for (size_t s = 0; s < stem->size(); ++s) {

@@ -17,6 +17,19 @@ struct VisionTaps {
   torch::Tensor embedding;                  // [B, E] unnormalised projection
 };
 
+// One stage of PatchStem::ConvEncoder: two 3x3 convolutions (the first with `stride`), each
+// followed by GroupNorm (8 groups) and GELU. [B, in, H, W] -> [B, out, H/stride, W/stride].
+struct ConvEncoderStageImpl : torch::nn::Module {
+  ConvEncoderStageImpl(int64_t in, int64_t out, int64_t stride);
+  // Convolutions in `compute_dtype`, GroupNorm in fp32; returns `compute_dtype`.
+  torch::Tensor forward(const torch::Tensor& x, torch::Dtype compute_dtype);
+
+  int64_t stride;
+  torch::nn::Conv2d conv1{nullptr}, conv2{nullptr};
+  torch::nn::GroupNorm norm1{nullptr}, norm2{nullptr};
+};
+TORCH_MODULE(ConvEncoderStage);
+
 struct VisionTransformerImpl : torch::nn::Module {
   VisionTransformerImpl(const ClipVisionConfig& config, int64_t embed_dim, Activation act, double eps);
 
@@ -39,6 +52,8 @@ struct VisionTransformerImpl : torch::nn::Module {
   torch::Dtype compute_dtype = torch::kFloat32;
   torch::nn::Conv2d conv1{nullptr};    // PatchStem::Conv: [D, 3, p, p], stride p
   torch::nn::ModuleList stem{nullptr};  // PatchStem::ConvStack: 3x3 stride-2 convolutions, 3 -> ... -> D
+  torch::nn::ModuleList encoder{nullptr};   // PatchStem::ConvEncoder: ConvEncoderStage, 3 -> c -> 2c -> ...
+  torch::nn::Conv2d encoder_proj{nullptr};  // PatchStem::ConvEncoder: 3x3 stride 2, last stage -> D
   torch::Tensor class_embedding;       // [D]
   torch::Tensor positional_embedding;  // [1 + G*G, D] for the native grid G
   torch::nn::LayerNorm ln_pre{nullptr}, ln_post{nullptr};

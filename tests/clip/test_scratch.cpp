@@ -1,4 +1,4 @@
-// The scratch backbone (--weights none): its convolutional stem against a hand-built reference,
+// The scratch backbone (--weights none): both convolutional stems against hand-built references,
 // config JSON round trip, the byte-level tokenizer, and bf16 compute against fp32.
 #include "clip/preprocess.h"
 #include "clip/scratch.h"
@@ -18,16 +18,55 @@ double cosine(const torch::Tensor& a, const torch::Tensor& b) {
       .item<double>();
 }
 
+// 3x3 convolution with padding 1 as an unfolded matrix product: x [B, C, H, W], weight [O, C, 3, 3].
+torch::Tensor reference_conv3x3(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias,
+                                int64_t stride) {
+  const int64_t B = x.size(0), O = weight.size(0), H = (x.size(2) - 1) / stride + 1, W = (x.size(3) - 1) / stride + 1;
+  const auto cols = torch::nn::functional::unfold(
+      x, torch::nn::functional::UnfoldFuncOptions({3, 3}).stride(stride).padding(1));  // [B, C*9, H*W]
+  return (torch::matmul(weight.view({O, -1}), cols) + bias.view({1, O, 1})).view({B, O, H, W});
+}
+
+torch::Tensor exact_gelu(const torch::Tensor& x) { return 0.5 * x * (1 + torch::erf(x / std::sqrt(2.0))); }
+
+// GroupNorm by its definition: per sample and group of C/groups channels, (x - mean) / sqrt(var + eps)
+// with the biased variance, then a per-channel affine.
+torch::Tensor reference_group_norm(const torch::Tensor& x, int64_t groups, const torch::Tensor& gamma,
+                                   const torch::Tensor& beta) {
+  const int64_t B = x.size(0), C = x.size(1);
+  const auto g = x.reshape({B, groups, -1});
+  const auto mean = g.mean(-1, true), var = (g - mean).pow(2).mean(-1, true);
+  const auto y = ((g - mean) / torch::sqrt(var + 1e-5)).view(x.sizes());
+  return y * gamma.view({1, C, 1, 1}) + beta.view({1, C, 1, 1});
+}
+
+// The tokens embed() should produce from stem output x [B, D, g, g].
+torch::Tensor reference_tokens(VisionTransformerImpl& visual, const torch::Tensor& x) {
+  const int64_t B = x.size(0), D = x.size(1);
+  const auto patches = x.flatten(2).transpose(1, 2);  // [B, g*g, D]
+  auto tokens = torch::cat({visual.class_embedding.view({1, 1, -1}).expand({B, 1, D}), patches}, 1);
+  return visual.ln_pre(tokens + visual.positional_embedding);
+}
+
 }  // namespace
 
-TEST(ScratchClip, ConfigHasConvStemAndRoundTripsThroughJson) {
-  const auto config = scratch_clip_config(medsad::test::tiny_scratch_options(), 258);
-  EXPECT_EQ(config.vision.stem, PatchStem::ConvStack);
+TEST(ScratchClip, ConfigRoundTripsThroughJsonWithEitherStem) {
+  EXPECT_EQ(scratch_clip_config(medsad::test::tiny_scratch_options(), 258).vision.stem, PatchStem::ConvStack);
+  const auto config = scratch_clip_config(medsad::test::tiny_encoder_scratch_options(), 258);
+  EXPECT_EQ(config.vision.stem, PatchStem::ConvEncoder);
   EXPECT_EQ(config.vision.heads, 1);
   EXPECT_EQ(config.text.vocab_size, 258);
   const auto back = ClipConfig::from_json(config.to_json());
   EXPECT_EQ(back.to_json(), config.to_json());
-  EXPECT_EQ(back.vision.stem, PatchStem::ConvStack);
+  EXPECT_EQ(back.vision.stem, PatchStem::ConvEncoder);
+  EXPECT_EQ(back.vision.stem_channels, config.vision.stem_channels);
+  // A config written before the encoder stem existed (no stem_channels) still reads.
+  auto old = config.to_json();
+  old["vision"]["stem"] = "conv_stack";
+  old["vision"].erase("stem_channels");
+  EXPECT_EQ(ClipConfig::from_json(old).vision.stem, PatchStem::ConvStack);
+  old["vision"]["stem"] = "resnet";
+  EXPECT_THROW(ClipConfig::from_json(old), Error);
   EXPECT_THROW(ClipConfig::from_json(nlohmann::json{{"vision", 1}}), Error);
 }
 
@@ -41,30 +80,67 @@ TEST(ScratchClip, AbsurdSizesAreRefused) {
   o = medsad::test::tiny_scratch_options();
   o.layers = 0;
   EXPECT_THROW(scratch_clip_config(o, 258), Error);
+  o = medsad::test::tiny_encoder_scratch_options();
+  o.stem_channels = 12;  // GroupNorm's 8 groups do not divide it
+  EXPECT_THROW(scratch_clip_config(o, 258), Error);
+  o = medsad::test::tiny_scratch_options();
+  o.stem = PatchStem::Conv;  // a single patch convolution is what the scratch backbone avoids
+  EXPECT_THROW(scratch_clip_config(o, 258), Error);
 }
 
-TEST(ScratchClip, ConvStemMatchesHandBuiltConvolutions) {
+TEST(ScratchClip, ConvStackStemMatchesHandBuiltConvolutions) {
   torch::manual_seed(3);
   auto model = build_scratch_clip(scratch_clip_config(medsad::test::tiny_scratch_options(), 258));
   auto& visual = *model->visual;
   ASSERT_EQ(visual.stem->size(), 3u);  // patch 8 = three stride-2 convolutions
   torch::NoGradGuard no_grad;
   const auto images = torch::randn({2, 3, 32, 32});
-  // Reference: the same three convolutions done by hand as unfolded matrix products.
   auto x = images;
   for (size_t s = 0; s < 3; ++s) {
     const auto& conv = visual.stem[s]->as<torch::nn::Conv2dImpl>();
-    const int64_t out_ch = conv->weight.size(0), H = x.size(2) / 2;
-    const auto cols = torch::nn::functional::unfold(
-        x, torch::nn::functional::UnfoldFuncOptions({3, 3}).stride(2).padding(1));  // [B, C*9, H*H]
-    x = (torch::matmul(conv->weight.view({out_ch, -1}), cols) + conv->bias.view({1, out_ch, 1}))
-            .view({2, out_ch, H, H});
-    if (s < 2) x = 0.5 * x * (1 + torch::erf(x / std::sqrt(2.0)));  // exact GELU
+    x = reference_conv3x3(x, conv->weight, conv->bias, 2);
+    if (s < 2) x = exact_gelu(x);
   }
-  const auto patches = x.flatten(2).transpose(1, 2);  // [B, 16, D]
-  auto tokens = torch::cat({visual.class_embedding.view({1, 1, -1}).expand({2, 1, 64}), patches}, 1);
-  tokens = visual.ln_pre(tokens + visual.positional_embedding);
-  EXPECT_TRUE(torch::allclose(visual.embed(images), tokens, 1e-4, 1e-5));
+  EXPECT_TRUE(torch::allclose(visual.embed(images), reference_tokens(visual, x), 1e-4, 1e-5));
+}
+
+TEST(ScratchClip, ConvEncoderStemMatchesHandBuiltConvolutionsAndGroupNorms) {
+  torch::manual_seed(6);
+  auto model = build_scratch_clip(scratch_clip_config(medsad::test::tiny_encoder_scratch_options(), 258));
+  auto& visual = *model->visual;
+  ASSERT_EQ(visual.encoder->size(), 3u);  // patch 8: stages at 32, 16 and 8 px, then the stride-2 projection
+  torch::NoGradGuard no_grad;
+  for (auto& p : visual.encoder->parameters())  // non-trivial affines, so the test sees them used
+    if (p.dim() == 1) p.uniform_(0.5, 1.5);
+  const auto images = torch::randn({2, 3, 32, 32});
+  auto x = images;
+  int64_t channels = 16;
+  for (size_t s = 0; s < 3; ++s, channels *= 2) {
+    const auto& stage = *visual.encoder[s]->as<ConvEncoderStageImpl>();
+    ASSERT_EQ(stage.conv1->weight.size(0), channels);
+    x = reference_conv3x3(x, stage.conv1->weight, stage.conv1->bias, s == 0 ? 1 : 2);
+    x = exact_gelu(reference_group_norm(x, 8, stage.norm1->weight, stage.norm1->bias));
+    x = reference_conv3x3(x, stage.conv2->weight, stage.conv2->bias, 1);
+    x = exact_gelu(reference_group_norm(x, 8, stage.norm2->weight, stage.norm2->bias));
+  }
+  x = reference_conv3x3(x, visual.encoder_proj->weight, visual.encoder_proj->bias, 2);  // [2, 64, 4, 4]
+  EXPECT_TRUE(torch::allclose(visual.embed(images), reference_tokens(visual, x), 1e-4, 1e-5));
+}
+
+TEST(ScratchClip, ConvEncoderKeepsNormsInFp32WhenMatricesAreStoredInBf16) {
+  torch::manual_seed(7);
+  auto model = build_scratch_clip(scratch_clip_config(medsad::test::tiny_encoder_scratch_options(), 258));
+  torch::NoGradGuard no_grad;
+  const auto images = torch::randn({2, 3, 32, 32});
+  const auto fp32 = model->encode_image(images);
+  model->set_compute_dtype(torch::kBFloat16);
+  model->store_matrices_in(torch::kBFloat16);
+  const auto& stage = *model->visual->encoder[0]->as<ConvEncoderStageImpl>();
+  EXPECT_EQ(stage.conv1->weight.scalar_type(), torch::kBFloat16);
+  EXPECT_EQ(model->visual->encoder_proj->weight.scalar_type(), torch::kBFloat16);
+  EXPECT_EQ(stage.norm1->weight.scalar_type(), torch::kFloat32);
+  const auto bf16 = model->encode_image(images);
+  for (int64_t i = 0; i < 2; ++i) EXPECT_GT(cosine(fp32[i], bf16[i]), 0.999);
 }
 
 TEST(ScratchClip, Bf16ComputeAgreesWithFp32) {
@@ -92,17 +168,28 @@ TEST(ScratchClip, Bf16ImageEmbeddingsOfTheFixtureAgreeWithFp32) {
 }
 
 TEST(ScratchClip, GradientsReachFp32WeightsThroughBf16Compute) {
-  torch::manual_seed(5);
-  auto model = build_scratch_clip(scratch_clip_config(medsad::test::tiny_scratch_options(), 258));
-  model->set_compute_dtype(torch::kBFloat16);
-  model->encode_image(torch::randn({2, 3, 32, 32})).pow(2).sum().backward();
-  const auto& stem0 = model->visual->stem[0]->as<torch::nn::Conv2dImpl>()->weight;
-  ASSERT_TRUE(stem0.grad().defined());
-  EXPECT_EQ(stem0.grad().scalar_type(), torch::kFloat32);
-  EXPECT_GT(stem0.grad().abs().sum().item<double>(), 0);
-  const auto& fc = model->visual->transformer->blocks[0]->c_fc->weight;
-  ASSERT_TRUE(fc.grad().defined());
-  EXPECT_GT(fc.grad().abs().sum().item<double>(), 0);
+  for (const auto& options : {medsad::test::tiny_scratch_options(), medsad::test::tiny_encoder_scratch_options()}) {
+    torch::manual_seed(5);
+    auto model = build_scratch_clip(scratch_clip_config(options, 258));
+    model->set_compute_dtype(torch::kBFloat16);
+    model->encode_image(torch::randn({2, 3, 32, 32})).pow(2).sum().backward();
+    auto& visual = *model->visual;
+    std::vector<torch::Tensor> stem_weights;  // the first convolution, and the encoder's GroupNorm scale
+    if (options.stem == PatchStem::ConvStack) {
+      stem_weights = {visual.stem[0]->as<torch::nn::Conv2dImpl>()->weight};
+    } else {
+      const auto& stage = *visual.encoder[0]->as<ConvEncoderStageImpl>();
+      stem_weights = {stage.conv1->weight, stage.norm1->weight};
+    }
+    for (const auto& w : stem_weights) {
+      ASSERT_TRUE(w.grad().defined());
+      EXPECT_EQ(w.grad().scalar_type(), torch::kFloat32);
+      EXPECT_GT(w.grad().abs().sum().item<double>(), 0);
+    }
+    const auto& fc = visual.transformer->blocks[0]->c_fc->weight;
+    ASSERT_TRUE(fc.grad().defined());
+    EXPECT_GT(fc.grad().abs().sum().item<double>(), 0);
+  }
 }
 
 TEST(ByteTokenizer, OneIdPerUtf8ByteAfterCleaning) {

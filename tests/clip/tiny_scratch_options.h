@@ -19,4 +19,12 @@ inline clip::ScratchClipOptions tiny_scratch_options() {
   return o;
 }
 
+// The same with the convolutional-encoder stem (16, 32, 64 channels).
+inline clip::ScratchClipOptions tiny_encoder_scratch_options() {
+  auto o = tiny_scratch_options();
+  o.stem = clip::PatchStem::ConvEncoder;
+  o.stem_channels = 16;
+  return o;
+}
+
 }  // namespace medsad::test

@@ -19,8 +19,8 @@ struct ScratchModel {
   MedSadClip model{nullptr};
 };
 
-ScratchModel make_scratch_model(PromptMode prompts) {
-  const auto o = test::tiny_scratch_options();
+ScratchModel make_scratch_model(PromptMode prompts,
+                                const clip::ScratchClipOptions& o = test::tiny_scratch_options()) {
   ScratchModel m;
   const auto tokenizer = clip::Tokenizer::byte_level();
   m.clip_config = clip::scratch_clip_config(o, tokenizer.vocab_size());
@@ -63,34 +63,37 @@ TEST(ScratchModel, BackboneIsTrainedWithTheRest) {
 
 TEST(ScratchModel, CheckpointCarriesTheBackboneAndReloadsExactly) {
   test::ScratchDir dir;
-  auto m = make_scratch_model(PromptMode::Learned);
-  m.model->eval();
-  CheckpointInfo info;
-  info.config = m.config;
-  info.backbone_path = "none";
-  info.backbone_config = m.clip_config.to_json();
-  info.calibration.calibrated = true;
-  info.calibration.image_threshold = 0.4;
-  const std::string path = dir.file("scratch.ckpt");
-  save_checkpoint(path, *m.model, info);
+  for (const auto& options : {test::tiny_scratch_options(), test::tiny_encoder_scratch_options()}) {
+    auto m = make_scratch_model(PromptMode::Learned, options);
+    m.model->eval();
+    CheckpointInfo info;
+    info.config = m.config;
+    info.backbone_path = "none";
+    info.backbone_config = m.clip_config.to_json();
+    info.calibration.calibrated = true;
+    info.calibration.image_threshold = 0.4;
+    const std::string path = dir.file("scratch.ckpt");
+    save_checkpoint(path, *m.model, info);
 
-  auto loaded = load_trained_model(path);
-  EXPECT_TRUE(loaded.info.config.train_backbone);
-  EXPECT_DOUBLE_EQ(loaded.info.calibration.image_threshold, 0.4);
-  torch::NoGradGuard no_grad;
-  const auto images = torch::randn({2, 3, 32, 32});
-  const auto expected = m.model->forward(images, true);
-  const auto got = loaded.model->forward(images, true);
-  EXPECT_TRUE(torch::equal(expected.anomaly_map, got.anomaly_map));
-  EXPECT_TRUE(torch::equal(expected.score, got.score));
+    auto loaded = load_trained_model(path);
+    EXPECT_TRUE(loaded.info.config.train_backbone);
+    EXPECT_EQ(loaded.model->backbone->config.vision.stem, options.stem);
+    EXPECT_DOUBLE_EQ(loaded.info.calibration.image_threshold, 0.4);
+    torch::NoGradGuard no_grad;
+    const auto images = torch::randn({2, 3, 32, 32});
+    const auto expected = m.model->forward(images, true);
+    const auto got = loaded.model->forward(images, true);
+    EXPECT_TRUE(torch::equal(expected.anomaly_map, got.anomaly_map));
+    EXPECT_TRUE(torch::equal(expected.score, got.score));
 
-  // A checkpoint claiming a trained backbone without its config is refused with the file named.
-  info.backbone_config = nullptr;
-  save_checkpoint(dir.file("broken.ckpt"), *m.model, info);
-  try {
-    load_trained_model(dir.file("broken.ckpt"));
-    FAIL() << "expected an Error";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.path(), dir.file("broken.ckpt"));
+    // A checkpoint claiming a trained backbone without its config is refused with the file named.
+    info.backbone_config = nullptr;
+    save_checkpoint(dir.file("broken.ckpt"), *m.model, info);
+    try {
+      load_trained_model(dir.file("broken.ckpt"));
+      FAIL() << "expected an Error";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.path(), dir.file("broken.ckpt"));
+    }
   }
 }
