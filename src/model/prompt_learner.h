@@ -32,7 +32,8 @@ struct PromptLearnerImpl : torch::nn::Module {
   PromptMode mode;
   int64_t context_length;      // M
   torch::Tensor context;       // [2, M, D_t] learnable (Learned mode only)
-  torch::Tensor token_ids;     // [2, L] buffer: placeholders at positions 1..M
+  torch::Tensor token_ids;     // [2, L] buffer: placeholders at positions 1..M; L = the longer prompt's
+                               // length (padding after both end tokens is dropped: a causal tower)
   torch::Tensor eot_index;     // [2] buffer
   PromptFeatures frozen;       // computed once: Fixed mode with a frozen tower, or after freeze_features
 

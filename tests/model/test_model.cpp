@@ -62,9 +62,10 @@ TEST(ModelPrompts, AssemblyPutsContextThenStateObjectAndEnd) {
   auto& f = fixture();
   PromptLearner learner(f.clip->text, *f.tokenizer, "brain MRI", 8, PromptMode::Learned);
   const auto ids = learner->token_ids;
-  ASSERT_EQ(ids.sizes(), torch::IntArrayRef({2, 77}));
   const auto normal_body = f.tokenizer->encode("normal brain MRI.");
   const auto abnormal_body = f.tokenizer->encode("abnormal brain MRI.");
+  // Cut after the longer prompt's end token: the padding after it cannot change a causal tower's output.
+  ASSERT_EQ(ids.sizes(), torch::IntArrayRef({2, 10 + static_cast<int64_t>(abnormal_body.size())}));
   for (int c = 0; c < 2; ++c) {
     const auto& body = c == 0 ? normal_body : abnormal_body;
     EXPECT_EQ(ids[c][0].item<int64_t>(), f.tokenizer->sot_token());
@@ -76,6 +77,29 @@ TEST(ModelPrompts, AssemblyPutsContextThenStateObjectAndEnd) {
   const auto phrase = f.clip->text->token_embedding(torch::tensor(f.tokenizer->encode("a photo of a")));
   EXPECT_LT((learner->context[0].slice(0, 4) - phrase).abs().max().item<float>(), 0.15);
   EXPECT_LT(learner->context[0].slice(0, 0, 4).abs().max().item<float>(), 0.15);
+}
+
+TEST(ModelPrompts, FeaturesEqualThoseOfTheFullPaddedContext) {
+  auto& f = fixture();
+  torch::NoGradGuard no_grad;
+  PromptLearner learner(f.clip->text, *f.tokenizer, "brain MRI", 8, PromptMode::Learned);
+  const auto got = learner->forward();
+  // Reference: the same prompts padded to the tower's whole 77-token context, as CLIP encodes text.
+  auto text = f.clip->text;  // a holder copy: calling its modules needs a non-const one
+  const int64_t L = learner->token_ids.size(1), M = 8;
+  auto ids = torch::zeros({2, text->config.context_length}, torch::kInt64);
+  ids.slice(1, 0, L).copy_(learner->token_ids);
+  const auto embedded = text->token_embedding(ids);  // [2, 77, D]
+  const auto embeddings = torch::cat({embedded.slice(1, 0, 1), learner->context, embedded.slice(1, 1 + M)}, 1);
+  const auto full = text->encode_embeddings(embeddings, learner->eot_index);
+  const auto global = torch::nn::functional::normalize(full.global, torch::nn::functional::NormalizeFuncOptions().dim(-1));
+  EXPECT_TRUE(torch::allclose(got.global, global, 1e-5, 1e-6));
+  for (int64_t c = 0; c < 2; ++c) {
+    const int64_t valid = learner->eot_index[c].item<int64_t>() + 1;
+    EXPECT_TRUE(torch::allclose(got.tokens.slice(0, c * L, c * L + valid), full.tokens[c].slice(0, 0, valid), 1e-5, 1e-5));
+    EXPECT_TRUE(got.token_valid.slice(0, c * L, c * L + valid).all().item<bool>());
+    EXPECT_FALSE(got.token_valid.slice(0, c * L + valid, (c + 1) * L).any().item<bool>());
+  }
 }
 
 TEST(ModelPrompts, GradientReachesTheContextVectorsOnly) {
