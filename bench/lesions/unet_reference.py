@@ -37,6 +37,26 @@ def load_split(bench, record, split):
     return torch.tensor(np.stack(images))[:, None], torch.tensor(np.stack(masks))[:, None], entries
 
 
+def load_benchmark(bench):
+    """Seeds and threads for a reference run, then (train images, train masks, test images, test
+    masks, test records)."""
+    torch.manual_seed(0)
+    torch.set_num_threads(os.cpu_count())
+    record = read_record(bench)
+    train_x, train_y, _ = load_split(bench, record, "train")
+    test_x, test_y, test_entries = load_split(bench, record, "test")
+    return train_x, train_y, test_x, test_y, test_entries
+
+
+def save_maps(bench, out, entries, maps):
+    """Test maps [N, S, S] in [0, 1] as 16-bit PNGs named as `medsad eval --save-maps` names them."""
+    os.makedirs(os.path.join(out, "maps"), exist_ok=True)
+    for entry, m in zip(entries, maps):
+        name = entry["image"].replace("/", "__")
+        Image.fromarray(np.round(m * 65535).astype(np.uint16)).save(os.path.join(out, "maps", name))
+    print(f"maps in {out}/maps; now: bench/lesions/analyse.py {bench} {out}")
+
+
 def double_conv(cin, cout):
     return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU(),
                          nn.Conv2d(cout, cout, 3, padding=1), nn.BatchNorm2d(cout), nn.ReLU())
@@ -71,11 +91,7 @@ def main():
     parser.add_argument("--channels", type=int, default=8)
     parser.add_argument("--batch", type=int, default=16)
     args = parser.parse_args()
-    torch.manual_seed(0)
-    torch.set_num_threads(os.cpu_count())
-    record = read_record(args.bench)
-    train_x, train_y, _ = load_split(args.bench, record, "train")
-    test_x, _, test_entries = load_split(args.bench, record, "test")
+    train_x, train_y, test_x, _, test_entries = load_benchmark(args.bench)
 
     model = UNet(args.channels)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
@@ -96,14 +112,9 @@ def main():
             print(f"step {step + 1}/{args.steps} loss {loss.item():.3f} ({time.time() - start:.0f} s)", flush=True)
 
     model.eval()
-    os.makedirs(os.path.join(args.out, "maps"), exist_ok=True)
     with torch.no_grad():
-        for i in range(0, len(test_x), 32):
-            maps = torch.sigmoid(model(test_x[i:i + 32]))[:, 0].numpy()
-            for entry, m in zip(test_entries[i:i + 32], maps):
-                name = entry["image"].replace("/", "__")
-                Image.fromarray(np.round(m * 65535).astype(np.uint16)).save(os.path.join(args.out, "maps", name))
-    print(f"maps in {args.out}/maps; now: bench/lesions/analyse.py {args.bench} {args.out}")
+        maps = torch.cat([torch.sigmoid(model(test_x[i:i + 32]))[:, 0] for i in range(0, len(test_x), 32)])
+    save_maps(args.bench, args.out, test_entries, maps.numpy())
 
 
 if __name__ == "__main__":

@@ -20,17 +20,15 @@ with 32 channels, fp32, about 2.5x as long per step.)
 """
 import argparse
 import math
-import os
 import time
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from PIL import Image
 
-from analyse import auroc, read_record
-from unet_reference import load_split
+from analyse import auroc
+from unet_reference import load_benchmark, save_maps
 
 
 class Block(nn.Module):
@@ -94,11 +92,7 @@ def main():
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=1e-3)
     args = parser.parse_args()
-    torch.manual_seed(0)
-    torch.set_num_threads(os.cpu_count())
-    record = read_record(args.bench)
-    train_x, train_y, _ = load_split(args.bench, record, "train")
-    test_x, test_y, test_entries = load_split(args.bench, record, "test")
+    train_x, train_y, test_x, test_y, test_entries = load_benchmark(args.bench)
     train_labels = (train_y.flatten(1).amax(1) > 0).float()
     normalise = lambda x: (x - 0.5) / 0.25
 
@@ -141,12 +135,7 @@ def main():
                              for m, t, l in zip(maps > th, masks, labels) if l]) for th in np.arange(0.1, 1.0, 0.1))
     print(f"class-token image AUROC {auroc(scores[labels == 1], scores[labels == 0]):.3f}; "
           f"best mean Dice over thresholds (abnormal slices) {best_dice:.3f}")
-
-    os.makedirs(os.path.join(args.out, "maps"), exist_ok=True)
-    for entry, m in zip(test_entries, maps):
-        name = entry["image"].replace("/", "__")
-        Image.fromarray(np.round(m * 65535).astype(np.uint16)).save(os.path.join(args.out, "maps", name))
-    print(f"maps in {args.out}/maps; now: bench/lesions/analyse.py {args.bench} {args.out}")
+    save_maps(args.bench, args.out, test_entries, maps)
 
 
 if __name__ == "__main__":

@@ -127,33 +127,31 @@ TEST(ScratchClip, ConvEncoderStemMatchesHandBuiltConvolutionsAndGroupNorms) {
   EXPECT_TRUE(torch::allclose(visual.embed(images), reference_tokens(visual, x), 1e-4, 1e-5));
 }
 
-TEST(ScratchClip, ConvEncoderKeepsNormsInFp32WhenMatricesAreStoredInBf16) {
-  torch::manual_seed(7);
-  auto model = build_scratch_clip(scratch_clip_config(medsad::test::tiny_encoder_scratch_options(), 258));
-  torch::NoGradGuard no_grad;
-  const auto images = torch::randn({2, 3, 32, 32});
-  const auto fp32 = model->encode_image(images);
-  model->set_compute_dtype(torch::kBFloat16);
-  model->store_matrices_in(torch::kBFloat16);
-  const auto& stage = *model->visual->encoder[0]->as<ConvEncoderStageImpl>();
-  EXPECT_EQ(stage.conv1->weight.scalar_type(), torch::kBFloat16);
-  EXPECT_EQ(model->visual->encoder_proj->weight.scalar_type(), torch::kBFloat16);
-  EXPECT_EQ(stage.norm1->weight.scalar_type(), torch::kFloat32);
-  const auto bf16 = model->encode_image(images);
-  for (int64_t i = 0; i < 2; ++i) EXPECT_GT(cosine(fp32[i], bf16[i]), 0.999);
-}
-
-TEST(ScratchClip, Bf16ComputeAgreesWithFp32) {
-  torch::manual_seed(4);
-  auto model = build_scratch_clip(scratch_clip_config(medsad::test::tiny_scratch_options(), 258));
-  torch::NoGradGuard no_grad;
-  const auto images = torch::randn({3, 3, 32, 32});
-  const auto fp32 = model->encode_image(images);
-  model->set_compute_dtype(torch::kBFloat16);
-  const auto bf16 = model->encode_image(images);
-  EXPECT_EQ(bf16.scalar_type(), torch::kFloat32);  // outputs stay fp32
-  for (int64_t i = 0; i < 3; ++i) EXPECT_GT(cosine(fp32[i], bf16[i]), 0.999);
-  EXPECT_FALSE(torch::equal(fp32, bf16));  // bf16 really ran
+TEST(ScratchClip, Bf16AgreesWithFp32ForEitherStem) {
+  for (const auto& options : {medsad::test::tiny_scratch_options(), medsad::test::tiny_encoder_scratch_options()}) {
+    torch::manual_seed(4);
+    auto model = build_scratch_clip(scratch_clip_config(options, 258));
+    torch::NoGradGuard no_grad;
+    const auto images = torch::randn({3, 3, 32, 32});
+    const auto fp32 = model->encode_image(images);
+    model->set_compute_dtype(torch::kBFloat16);
+    const auto bf16 = model->encode_image(images);
+    EXPECT_EQ(bf16.scalar_type(), torch::kFloat32);  // outputs stay fp32
+    EXPECT_FALSE(torch::equal(fp32, bf16));          // bf16 really ran
+    // Inference stores the matrices in bf16 once; the encoder's GroupNorms stay fp32.
+    model->store_matrices_in(torch::kBFloat16);
+    const auto stored = model->encode_image(images);
+    if (options.stem == PatchStem::ConvEncoder) {
+      const auto& stage = *model->visual->encoder[0]->as<ConvEncoderStageImpl>();
+      EXPECT_EQ(stage.conv1->weight.scalar_type(), torch::kBFloat16);
+      EXPECT_EQ(model->visual->encoder_proj->weight.scalar_type(), torch::kBFloat16);
+      EXPECT_EQ(stage.norm1->weight.scalar_type(), torch::kFloat32);
+    }
+    for (int64_t i = 0; i < 3; ++i) {
+      EXPECT_GT(cosine(fp32[i], bf16[i]), 0.999);
+      EXPECT_GT(cosine(fp32[i], stored[i]), 0.999);
+    }
+  }
 }
 
 TEST(ScratchClip, Bf16ImageEmbeddingsOfTheFixtureAgreeWithFp32) {
