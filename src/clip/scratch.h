@@ -3,8 +3,8 @@
 // parts. Its patch embedding is convolutional: a ViT trained from scratch on a few thousand
 // images learns far better with a convolutional stem than with a single patch convolution.
 // PatchStem::ConvStack (default) is a stack of strided convolutions; PatchStem::ConvEncoder a
-// small CNN encoder with GroupNorm, making the backbone a hybrid ViT (slower per step). Real CLIP weights
-// keep their own patch embedding.
+// small CNN encoder with GroupNorm, making the backbone a hybrid ViT (slower per step). Real CLIP
+// weights keep their own patch embedding.
 #pragma once
 #include <cstdint>
 

@@ -2,6 +2,17 @@
 
 namespace medsad::clip {
 namespace F = torch::nn::functional;
+namespace {
+
+// `conv` (3x3, padding 1, with bias) applied at `stride` with its weights in `dtype`, as
+// linear_in does for products: [B, C, H, W] -> [B, O, H/stride, W/stride].
+torch::Tensor conv3x3_in(const torch::Tensor& x, const torch::nn::Conv2dImpl& conv, int64_t stride,
+                         torch::Dtype dtype) {
+  return F::conv2d(x.to(dtype), conv.weight.to(dtype),
+                   F::Conv2dFuncOptions().bias(conv.bias.to(dtype)).stride(stride).padding(1));
+}
+
+}  // namespace
 
 ConvEncoderStageImpl::ConvEncoderStageImpl(int64_t in, int64_t out, int64_t stride_) : stride(stride_) {
   conv1 = register_module("conv1", torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 3).stride(stride).padding(1)));
@@ -11,10 +22,9 @@ ConvEncoderStageImpl::ConvEncoderStageImpl(int64_t in, int64_t out, int64_t stri
 }
 
 torch::Tensor ConvEncoderStageImpl::forward(const torch::Tensor& x, torch::Dtype compute_dtype) {
-  auto y = x.to(compute_dtype);
+  auto y = x;
   for (auto [conv, norm, s] : {std::tuple{&conv1, &norm1, stride}, {&conv2, &norm2, int64_t{1}}}) {
-    y = F::conv2d(y, (*conv)->weight.to(compute_dtype),
-                  F::Conv2dFuncOptions().bias((*conv)->bias.to(compute_dtype)).stride(s).padding(1));
+    y = conv3x3_in(y, **conv, s, compute_dtype);
     // GroupNorm's statistics in fp32: a bf16 sum over a whole 128x128 map loses too much.
     y = torch::gelu((*norm)(y.to(torch::kFloat32))).to(compute_dtype);
   }
@@ -84,14 +94,11 @@ torch::Tensor VisionTransformerImpl::embed(const torch::Tensor& images) {
   } else if (config.stem == PatchStem::ConvEncoder) {
     patches = images;
     for (auto& stage : *encoder) patches = stage->as<ConvEncoderStageImpl>()->forward(patches, compute_dtype);
-    patches = F::conv2d(patches, encoder_proj->weight.to(compute_dtype),
-                        F::Conv2dFuncOptions().bias(encoder_proj->bias.to(compute_dtype)).stride(2).padding(1));
+    patches = conv3x3_in(patches, *encoder_proj, 2, compute_dtype);
   } else {
-    patches = images.to(compute_dtype);
+    patches = images;
     for (size_t s = 0; s < stem->size(); ++s) {
-      const auto& conv = stem[s]->as<torch::nn::Conv2dImpl>();
-      patches = F::conv2d(patches, conv->weight.to(compute_dtype),
-                          F::Conv2dFuncOptions().bias(conv->bias.to(compute_dtype)).stride(2).padding(1));
+      patches = conv3x3_in(patches, *stem[s]->as<torch::nn::Conv2dImpl>(), 2, compute_dtype);
       if (s + 1 < stem->size()) patches = torch::gelu(patches);
     }
   }
