@@ -33,8 +33,8 @@ void setup_train_command(CLI::App& app, Action& action) {
   cmd->add_option("--scratch-layers", sc.layers, "--weights none: image tower blocks (default 4)");
   cmd->add_option("--scratch-patch", sc.patch_size, "--weights none: convolutional stem stride (default 8)")
       ->check(CLI::IsMember({2, 4, 8, 16, 32}));
-  const std::map<std::string, clip::PatchStem> stems{{"conv_stack", clip::PatchStem::ConvStack},
-                                                     {"conv_encoder", clip::PatchStem::ConvEncoder}};
+  std::map<std::string, clip::PatchStem> stems;  // the names checkpoints use (clip::stem_name)
+  for (auto stem : {clip::PatchStem::ConvStack, clip::PatchStem::ConvEncoder}) stems[clip::stem_name(stem)] = stem;
   cmd->add_option("--scratch-stem", sc.stem,
                   "--weights none: conv_stack (strided convolutions, the default) or conv_encoder (a small CNN "
                   "with GroupNorm: a hybrid ViT, 1.6x the time per step)")
