@@ -2,6 +2,7 @@
 //   medsad_speed peak                                   bf16 and fp32 matrix-product GFLOP/s
 //   medsad_speed encode WEIGHTS [--precision P] [--batch B] [--iters N] [--embeddings F]
 //   medsad_speed train-step WEIGHTS [--precision P] [--batch B] [--iters N]   (WEIGHTS none: scratch)
+// peak, encode and train-step take --device (cpu, cuda, cuda:N; default cpu).
 //   medsad_speed init-checkpoint WEIGHTS OUT.ckpt       an untrained MedSAD-CLIP on WEIGHTS, for predict
 // The image input is the one bench/speed/reference.py builds: sin(0.001 i) over the flat index.
 #include <sys/resource.h>
@@ -38,13 +39,17 @@ double peak_rss_mb() {
   return static_cast<double>(usage.ru_maxrss) / 1024.0;
 }
 
-// Median seconds of `iters` runs after one warm-up run.
-double median_seconds(const std::function<void()>& fn, int iters) {
-  fn();
+// Median seconds of `iters` runs after one warm-up run; on a GPU each run ends when its kernels do.
+double median_seconds(const std::function<void()>& fn, int iters, torch::Device device = torch::kCPU) {
+  const auto run = [&] {
+    fn();
+    if (device.is_cuda()) torch::cuda::synchronize(device.index());
+  };
+  run();
   std::vector<double> times;
   for (int i = 0; i < iters; ++i) {
     const auto start = std::chrono::steady_clock::now();
-    fn();
+    run();
     times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
   std::sort(times.begin(), times.end());
@@ -64,31 +69,33 @@ double vision_flops(const clip::ClipVisionConfig& v) {
   return 2 * N * 3 * p * p * D + static_cast<double>(v.layers) * block;
 }
 
-double matmul_gflops(torch::Dtype dtype, int64_t n, int iters) {
-  const auto a = torch::randn({n, n}).to(dtype), b = torch::randn({n, n}).to(dtype);
-  const double seconds = median_seconds([&] { (void)torch::matmul(a, b); }, iters);
+double matmul_gflops(torch::Dtype dtype, int64_t n, int iters, torch::Device device) {
+  const auto a = torch::randn({n, n}).to(device, dtype), b = torch::randn({n, n}).to(device, dtype);
+  const double seconds = median_seconds([&] { (void)torch::matmul(a, b); }, iters, device);
   return 2.0 * static_cast<double>(n * n * n) / seconds / 1e9;
 }
 
 // The frozen backbone as inference holds it: matrices stored in the compute dtype, text tower
 // released (the image tower alone is timed).
-clip::ClipModel load_backbone(const std::string& weights, torch::Dtype precision) {
+clip::ClipModel load_backbone(const std::string& weights, torch::Dtype precision, torch::Device device) {
   auto model = clip::build_clip_model(clip::read_clip_checkpoint(weights), precision);
+  model->to(device);
   for (auto& p : model->parameters()) p.set_requires_grad(false);
   model->set_compute_dtype(precision);
+  model->to(device);
   return model;
 }
 
-nlohmann::json run_encode(const std::string& weights, torch::Dtype precision, int64_t batch, int iters,
-                          const std::string& embeddings_path) {
-  auto model = load_backbone(weights, precision);
+nlohmann::json run_encode(const std::string& weights, torch::Dtype precision, torch::Device device, int64_t batch,
+                          int iters, const std::string& embeddings_path) {
+  auto model = load_backbone(weights, precision, device);
   model->release_text_tower();
   c10::InferenceMode inference;
   const auto& v = model->config.vision;
-  const auto images = example_images(batch, v.image_size);
-  const double seconds = median_seconds([&] { (void)model->visual(images); }, iters);
+  const auto images = example_images(batch, v.image_size).to(device);
+  const double seconds = median_seconds([&] { (void)model->visual(images); }, iters, device);
   if (!embeddings_path.empty()) {
-    const auto e = model->visual(images).contiguous();  // [B, E] float32
+    const auto e = model->visual(images).to(torch::kCPU).contiguous();  // [B, E] float32
     std::ofstream out(embeddings_path, std::ios::binary);
     out.write(reinterpret_cast<const char*>(e.data_ptr<float>()), static_cast<std::streamsize>(e.numel() * 4));
   }
@@ -98,23 +105,25 @@ nlohmann::json run_encode(const std::string& weights, torch::Dtype precision, in
 }
 
 // WEIGHTS "none": the demo's scratch backbone (default ScratchClipOptions), trained with the rest.
-model::MedSadClip build_medsad(const std::string& weights, torch::Dtype precision) {
+model::MedSadClip build_medsad(const std::string& weights, torch::Dtype precision, torch::Device device) {
   model::MedSadConfig config;  // the design's defaults: 4 taps, learned prompts, TPCA
   clip::ClipModel backbone{nullptr};
   if (weights == "none") {
     backbone = clip::build_scratch_clip(clip::scratch_clip_config({}, clip::Tokenizer::byte_level().vocab_size()));
     config.train_backbone = true;
   } else {
-    backbone = load_backbone(weights, precision);
+    backbone = load_backbone(weights, precision, device);
   }
   config.resolve(backbone->config.vision.layers, backbone->config.vision.image_size);
   model::MedSadClip model(backbone, clip::Tokenizer::byte_level(), config);
   model->set_compute_dtype(precision);
+  model->to(device);
   return model;
 }
 
-nlohmann::json run_train_step(const std::string& weights, torch::Dtype precision, int64_t batch, int iters) {
-  auto model = build_medsad(weights, precision);
+nlohmann::json run_train_step(const std::string& weights, torch::Dtype precision, torch::Device device, int64_t batch,
+                              int iters) {
+  auto model = build_medsad(weights, precision, device);
   model->train();
   std::vector<torch::Tensor> trainable;
   for (auto& p : model->parameters())
@@ -122,18 +131,19 @@ nlohmann::json run_train_step(const std::string& weights, torch::Dtype precision
   torch::optim::AdamW optimizer(trainable, torch::optim::AdamWOptions(1e-3));
   const int64_t S = model->config.image_size;
   torch::manual_seed(0);
-  const auto images = example_images(batch, S);
+  const auto images = example_images(batch, S).to(device);
   auto masks = (torch::rand({batch, S, S}) < 0.05).to(torch::kFloat32);
   masks.slice(0, 0, batch / 2).zero_();
-  const auto labels = (torch::arange(batch) >= batch / 2).to(torch::kInt64);
-  const auto has_mask = torch::ones({batch}, torch::kBool);
+  masks = masks.to(device);
+  const auto labels = (torch::arange(batch) >= batch / 2).to(device, torch::kInt64);
+  const auto has_mask = torch::ones({batch}, torch::TensorOptions().dtype(torch::kBool).device(device));
   const double seconds = median_seconds(
-      [&] { (void)train::train_step(*model, optimizer, trainable, images, masks, has_mask, labels); }, iters);
+      [&] { (void)train::train_step(*model, optimizer, trainable, images, masks, has_mask, labels); }, iters, device);
   return {{"what", "train-step"}, {"seconds", seconds}, {"peak_rss_mb", peak_rss_mb()}};
 }
 
 void init_checkpoint(const std::string& weights, const std::string& out) {
-  auto model = build_medsad(weights, torch::kFloat32);
+  auto model = build_medsad(weights, torch::kFloat32, torch::kCPU);
   model::CheckpointInfo info;
   info.config = model->config;
   info.backbone_path = std::filesystem::absolute(weights).string();
@@ -147,7 +157,7 @@ int main(int argc, char** argv) {
   configure_process(argv);
   CLI::App app{"medsad_speed: the C++ measurements of bench/speed"};
   app.require_subcommand(1);
-  std::string weights, out, precision = "bf16", embeddings;
+  std::string weights, out, precision = "bf16", embeddings, device_name = "cpu";
   int64_t batch = 1;
   int iters = 3;
   auto* peak = app.add_subcommand("peak", "matrix-product GFLOP/s, bf16 and fp32");
@@ -155,6 +165,7 @@ int main(int argc, char** argv) {
   auto* step = app.add_subcommand("train-step", "one MedSAD-CLIP training step");
   auto* init = app.add_subcommand("init-checkpoint", "an untrained MedSAD-CLIP checkpoint");
   for (auto* cmd : {encode, step, init}) cmd->add_option("weights", weights, "CLIP weights")->required();
+  for (auto* cmd : {peak, encode, step}) cmd->add_option("--device", device_name, "cpu, cuda or cuda:N");
   for (auto* cmd : {encode, step}) {
     cmd->add_option("--precision", precision, "fp32 or bf16");
     cmd->add_option("--batch", batch)->check(CLI::Range(1, 1024));
@@ -165,24 +176,28 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     configure_threads(0);
-    const auto dtype = configure_precision(precision);
+    const auto device = resolve_device(device_name);
+    const auto dtype = configure_precision(precision, device);
     nlohmann::json result;
     if (*peak) {
       configure_precision("bf16");
-      result["bf16_gflops"] = matmul_gflops(torch::kBFloat16, 2048, 20);
+      const int64_t n = device.is_cuda() ? 8192 : 2048;  // a GPU needs larger products to reach its peak
+      result["bf16_gflops"] = matmul_gflops(torch::kBFloat16, n, 20, device);
       configure_precision("fp32");
       set_blas_threads(static_cast<int>(torch::get_num_threads()));
-      result["fp32_gflops"] = matmul_gflops(torch::kFloat32, 2048, 3);
+      result["fp32_gflops"] = matmul_gflops(torch::kFloat32, n, device.is_cuda() ? 20 : 3, device);
+      result["matrix_side"] = n;
       result["what"] = "peak";
     } else if (*encode) {
-      result = run_encode(weights, dtype, batch, iters, embeddings);
+      result = run_encode(weights, dtype, device, batch, iters, embeddings);
     } else if (*step) {
-      result = run_train_step(weights, dtype, batch, iters);
+      result = run_train_step(weights, dtype, device, batch, iters);
     } else {
       init_checkpoint(weights, out);
       result = {{"what", "init-checkpoint"}, {"path", out}};
     }
     result["precision"] = precision;
+    result["device"] = device.str();
     std::printf("%s\n", result.dump().c_str());
     return 0;
   } catch (const Error& e) {

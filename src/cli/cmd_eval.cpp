@@ -76,7 +76,8 @@ void setup_eval_command(CLI::App& app, Action& action) {
     DatasetOptions data;
     bool save_maps = false;
     int64_t batch = 8, cases = 0;
-    std::string precision = "auto", window;
+    ComputeOptions compute;
+    std::string window;
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("eval", "evaluate a trained model on a dataset split");
@@ -87,7 +88,7 @@ void setup_eval_command(CLI::App& app, Action& action) {
   cmd->add_option("--weights", o->weights, "CLIP backbone (default: the one recorded at training)");
   cmd->add_option("--bpe", o->bpe, "CLIP vocabulary (default: the one recorded at training)");
   cmd->add_option("--batch", o->batch, "batch size (default 8)")->check(CLI::Range(1, 4096));
-  add_precision_option(cmd, o->precision);
+  add_compute_options(cmd, o->compute);
   add_window_option(cmd, o->window);
   cmd->add_flag("--save-maps", o->save_maps, "write each anomaly map as a 16-bit PNG");
   cmd->add_option("--report", o->report, "write a self-contained HTML report (curves, gallery) to DIR/index.html");
@@ -97,7 +98,8 @@ void setup_eval_command(CLI::App& app, Action& action) {
   cmd->callback([&action, o, seed_option] {
     action = [o, seed_option] {
       apply_window_option(o->window);
-      auto trained = model::load_trained_model(o->model, o->weights, o->bpe, configure_precision(o->precision));
+      const auto compute = resolve_compute_options(o->compute);
+      auto trained = model::load_trained_model(o->model, o->weights, o->bpe, compute.precision, compute.device);
       auto spec = resolve_dataset_options(o->data);
       // The splits must be the ones training carved: reuse its seed unless told otherwise.
       if (seed_option->count() == 0) spec.seed = trained.info.training.value("seed", uint64_t(0));

@@ -80,7 +80,8 @@ void setup_predict_command(CLI::App& app, Action& action) {
     std::string model, weights, bpe, out;
     std::vector<std::string> images;
     int64_t batch = 8;
-    std::string precision = "auto", window;
+    ComputeOptions compute;
+    std::string window;
     std::string axis = "axial";
   };
   auto o = std::make_shared<Options>();
@@ -93,12 +94,13 @@ void setup_predict_command(CLI::App& app, Action& action) {
   cmd->add_option("--weights", o->weights, "CLIP backbone (default: the one recorded at training)");
   cmd->add_option("--bpe", o->bpe, "CLIP vocabulary (default: the one recorded at training)");
   cmd->add_option("--batch", o->batch, "batch size (default 8)")->check(CLI::Range(1, 4096));
-  add_precision_option(cmd, o->precision);
+  add_compute_options(cmd, o->compute);
   add_window_option(cmd, o->window);
   cmd->callback([&action, o] {
     action = [o] {
       apply_window_option(o->window);
-      auto trained = model::load_trained_model(o->model, o->weights, o->bpe, configure_precision(o->precision));
+      const auto compute = resolve_compute_options(o->compute);
+      auto trained = model::load_trained_model(o->model, o->weights, o->bpe, compute.precision, compute.device);
       const auto& calibration = trained.info.calibration;
       if (!o->out.empty()) fs::create_directories(o->out);
       int64_t failed = 0;

@@ -22,7 +22,8 @@ void stop_on_signal(int) {
 
 void setup_serve_command(CLI::App& app, Action& action) {
   struct Options {
-    std::string model, weights, bpe, precision = "auto", window;
+    std::string model, weights, bpe, window;
+    ComputeOptions compute;
     serve::ServeOptions serve;
     double max_body_mb = 64;
   };
@@ -38,13 +39,14 @@ void setup_serve_command(CLI::App& app, Action& action) {
       ->check(CLI::Range(int64_t(1), int64_t(1) << 34));
   cmd->add_option("--max-batch", o->serve.max_batch, "most requests scored together (default 8)")->check(CLI::Range(1, 256));
   cmd->add_option("--http-threads", o->serve.threads, "connection threads (default 8)")->check(CLI::Range(1, 256));
-  add_precision_option(cmd, o->precision);
+  add_compute_options(cmd, o->compute);
   add_window_option(cmd, o->window);
   cmd->callback([&action, o] {
     action = [o] {
       apply_window_option(o->window);
       o->serve.max_body_bytes = static_cast<size_t>(o->max_body_mb * 1024 * 1024);
-      auto trained = model::load_trained_model(o->model, o->weights, o->bpe, configure_precision(o->precision));
+      const auto compute = resolve_compute_options(o->compute);
+      auto trained = model::load_trained_model(o->model, o->weights, o->bpe, compute.precision, compute.device);
       serve::Server server(std::move(trained), o->model, o->serve);
       const int port = server.bind();
       running = &server;

@@ -14,7 +14,8 @@ void setup_train_command(CLI::App& app, Action& action) {
   struct Options {
     train::TrainOptions train;
     DatasetOptions data;
-    std::string prompts = "learned", precision = "auto", window;
+    std::string prompts = "learned", window;
+    ComputeOptions compute;
     bool no_tpca = false, no_adapters = false, no_augment = false;
   };
   auto o = std::make_shared<Options>();
@@ -45,7 +46,7 @@ void setup_train_command(CLI::App& app, Action& action) {
   cmd->add_option("--scratch-text-layers", sc.text_layers, "--weights none: text tower blocks (default 2)");
   cmd->add_option("--scratch-embed", sc.embed_dim, "--weights none: joint embedding width (default 128)");
   cmd->add_option("--warmup", o->train.warmup_steps, "linear learning-rate warm-up steps (default 0)");
-  add_precision_option(cmd, o->precision);
+  add_compute_options(cmd, o->compute);
   add_window_option(cmd, o->window);
   cmd->add_option("--out", o->train.out_dir, "run folder (config.json, last.ckpt, best.ckpt)")->required();
   cmd->add_option("--epochs", o->train.epochs, "epochs (default 20)");
@@ -80,7 +81,9 @@ void setup_train_command(CLI::App& app, Action& action) {
       options.model.use_tpca = !o->no_tpca;
       options.model.use_adapters = !o->no_adapters;
       options.augment = !o->no_augment;
-      options.precision = configure_precision(o->precision);
+      const auto compute = resolve_compute_options(o->compute);
+      options.precision = compute.precision;
+      options.device = compute.device;
       if (options.weights == "none" && options.model.image_size > 0) options.scratch.image_size = options.model.image_size;
       const auto summary = train::train(options);
       std::printf("{\"epochs\": %lld, \"first_epoch_loss\": %.6f, \"last_epoch_loss\": %.6f, "

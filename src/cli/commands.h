@@ -6,16 +6,34 @@
 
 #include <CLI/CLI.hpp>
 
+#include "core/runtime.h"
+
 namespace medsad::cli {
 
 using Action = std::function<void()>;
 
-// --precision for the commands that run the model (train, eval, predict); resolve the value with
-// medsad::configure_precision.
-inline void add_precision_option(CLI::App* cmd, std::string& precision) {
-  cmd->add_option("--precision", precision,
-                  "backbone matrix products: fp32, bf16, or auto (bf16 where the CPU has native bf16)")
+// --precision and --device for the commands that run the model (train, eval, predict, serve).
+struct ComputeOptions {
+  std::string precision = "auto";
+  std::string device = "auto";
+};
+inline void add_compute_options(CLI::App* cmd, ComputeOptions& options) {
+  cmd->add_option("--precision", options.precision,
+                  "matrix products: fp32, bf16, or auto (bf16 on CUDA and where the CPU has native bf16)")
       ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
+  cmd->add_option("--device", options.device, "cpu, cuda, cuda:N, or auto (CUDA if this build sees a GPU)");
+}
+struct Compute {
+  torch::Device device = torch::kCPU;
+  torch::Dtype precision = torch::kFloat32;
+};
+// The device first (an Error if it is not there), then the precision for it, with the process
+// set up for both (medsad::configure_precision).
+inline Compute resolve_compute_options(const ComputeOptions& options) {
+  Compute out;
+  out.device = resolve_device(options.device);
+  out.precision = configure_precision(options.precision, out.device);
+  return out;
 }
 
 // --window for the commands that read images (train, eval, predict): the VOI window of DICOM

@@ -60,10 +60,29 @@ bool cpu_has_native_bf16() {
   return native;
 }
 
-torch::Dtype resolve_precision(const std::string& name) {
+torch::Device resolve_device(const std::string& name) {
+  if (name == "auto") return torch::cuda::is_available() ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  if (name == "cpu") return torch::kCPU;
+  if (name.rfind("cuda", 0) != 0) fail("", "--device must be cpu, cuda, cuda:N or auto, got '" + name + "'");
+  int64_t index = 0;
+  if (name != "cuda") {
+    const std::string digits = name.size() > 5 && name[4] == ':' ? name.substr(5) : "";
+    if (digits.empty() || digits.size() > 4 || !std::all_of(digits.begin(), digits.end(), [](unsigned char c) { return std::isdigit(c); }))
+      fail("", "--device must be cpu, cuda, cuda:N or auto, got '" + name + "'");
+    index = std::stoll(digits);
+  }
+  if (!torch::cuda::is_available())
+    fail("", "--device " + name + ": no CUDA device (this LibTorch build has no CUDA support, or no GPU is visible)");
+  const auto count = static_cast<int64_t>(torch::cuda::device_count());
+  if (index >= count)
+    fail("", "--device " + name + ": there " + (count == 1 ? "is 1 CUDA device" : "are " + std::to_string(count) + " CUDA devices"));
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
+}
+
+torch::Dtype resolve_precision(const std::string& name, torch::Device device) {
   if (name == "fp32") return torch::kFloat32;
   if (name == "bf16") return torch::kBFloat16;
-  if (name == "auto") return cpu_has_native_bf16() ? torch::kBFloat16 : torch::kFloat32;
+  if (name == "auto") return device.is_cuda() || cpu_has_native_bf16() ? torch::kBFloat16 : torch::kFloat32;
   fail("", "--precision must be fp32, bf16 or auto, got '" + name + "'");
 }
 
@@ -75,13 +94,13 @@ bool set_blas_threads(int n) {
   return true;
 }
 
-torch::Dtype configure_precision(const std::string& name) {
-  const auto dtype = resolve_precision(name);
+torch::Dtype configure_precision(const std::string& name, torch::Device device) {
+  const auto dtype = resolve_precision(name, device);
   // In bf16 the heavy products run in oneDNN on LibTorch's OpenMP threads; the few fp32 products
   // left (adapters, TPCA, their gradients) go to OpenBLAS, whose own idle threads then spin
   // against the OpenMP ones on the same cores. One BLAS thread measured 1.25x faster training
   // here (2 cores); fp32 keeps OpenBLAS's threads, which measured 1.3x faster than one.
-  if (dtype == torch::kBFloat16 && !std::getenv("OPENBLAS_NUM_THREADS")) set_blas_threads(1);
+  if (dtype == torch::kBFloat16 && device.is_cpu() && !std::getenv("OPENBLAS_NUM_THREADS")) set_blas_threads(1);
   return dtype;
 }
 

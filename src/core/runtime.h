@@ -3,6 +3,7 @@
 #pragma once
 #include <string>
 
+#include <c10/core/Device.h>
 #include <c10/core/ScalarType.h>
 #include <torch/types.h>
 
@@ -28,13 +29,19 @@ bool is_fast_blas(const std::string& path);
 // /proc/cpuinfo): oneDNN then runs them far faster than fp32. Elsewhere bf16 is emulated and slow.
 bool cpu_has_native_bf16();
 
-// "bf16", "fp32" or "auto" (bf16 where cpu_has_native_bf16, else fp32) -> the compute dtype.
-// Throws Error for any other name.
-torch::Dtype resolve_precision(const std::string& name);
+// --device: "cpu", "cuda", "cuda:N" or "auto" (the first CUDA device if this LibTorch build
+// sees one, else the CPU). Throws Error for another name, or for a CUDA device this build or
+// machine does not have (Debian's LibTorch is CPU-only; a PyTorch install's is CUDA-enabled).
+torch::Device resolve_device(const std::string& name);
 
-// resolve_precision, and set the process up for it: with bf16, OpenBLAS runs single-threaded
-// (unless OPENBLAS_NUM_THREADS says otherwise). For the commands that run the model.
-torch::Dtype configure_precision(const std::string& name);
+// "bf16", "fp32" or "auto" -> the compute dtype. auto: on the CPU bf16 where
+// cpu_has_native_bf16, else fp32; on CUDA bf16 (Ampere and newer compute it natively; give
+// fp32 for older GPUs). Throws Error for any other name.
+torch::Dtype resolve_precision(const std::string& name, torch::Device device = torch::kCPU);
+
+// resolve_precision, and set the process up for it: with bf16 on the CPU, OpenBLAS runs
+// single-threaded (unless OPENBLAS_NUM_THREADS says otherwise). For the commands that run the model.
+torch::Dtype configure_precision(const std::string& name, torch::Device device = torch::kCPU);
 
 // Sets OpenBLAS's thread count at run time; false if the BLAS in use is not OpenBLAS.
 bool set_blas_threads(int n);

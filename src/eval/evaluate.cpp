@@ -33,11 +33,12 @@ std::vector<ImageResult> predict_images(model::MedSadClipImpl& model, const clip
     std::vector<torch::Tensor> batch;
     for (size_t i = start; i < end; ++i)
       batch.push_back(clip::normalize_image(data::resize_image(images[i], S), preprocess));
-    const auto out = model.forward(torch::stack(batch), /*smooth=*/true);
+    const auto out = model.forward(torch::stack(batch).to(model.device()), /*smooth=*/true);
+    const auto scores = out.score.to(torch::kCPU, torch::kDouble), maps = out.anomaly_map.to(torch::kCPU);
     for (size_t i = start; i < end; ++i) {
       const auto j = static_cast<int64_t>(i - start);
-      results[i].score = out.score[j].item<double>();
-      results[i].map = data::resize_map(out.anomaly_map[j], images[i].size(1), images[i].size(2)).clone();
+      results[i].score = scores[j].item<double>();
+      results[i].map = data::resize_map(maps[j], images[i].size(1), images[i].size(2)).clone();
     }
   }
   return results;

@@ -84,7 +84,7 @@ void load_checkpoint_weights(const std::string& path, const TensorMap& tensors, 
 }
 
 TrainedModel load_trained_model(const std::string& checkpoint_path, const std::string& weights_override,
-                                const std::string& bpe_override, torch::Dtype precision) {
+                                const std::string& bpe_override, torch::Dtype precision, torch::Device device) {
   TrainedModel out;
   out.info = read_checkpoint_info(checkpoint_path);
   const TensorMap tensors = read_safetensors(checkpoint_path);
@@ -113,6 +113,7 @@ TrainedModel load_trained_model(const std::string& checkpoint_path, const std::s
                                                   std::to_string(backbone->config.text.vocab_size) + ")");
   out.model = MedSadClip(backbone, tokenizer, out.info.config);
   load_checkpoint_weights(checkpoint_path, tensors, *out.model);
+  out.model->to(device);  // first: prepare_for_inference makes its bf16 copies where the model runs
   out.model->prepare_for_inference(precision);
   return out;
 }

@@ -53,8 +53,9 @@ struct TrainedModel {
 // Loads a checkpoint with its backbone (weights_override, else the recorded path) and tokenizer
 // (bpe_override, else the recorded path); refuses a backbone whose SHA-256 differs. A scratch
 // backbone comes from the checkpoint itself. Ready to score (MedSadClipImpl::prepare_for_inference)
-// with the backbone's matrix products in `precision`.
+// with the backbone's matrix products in `precision`, on `device`.
 TrainedModel load_trained_model(const std::string& checkpoint_path, const std::string& weights_override = "",
-                                const std::string& bpe_override = "", torch::Dtype precision = torch::kFloat32);
+                                const std::string& bpe_override = "", torch::Dtype precision = torch::kFloat32,
+                                torch::Device device = torch::kCPU);
 
 }  // namespace medsad::model

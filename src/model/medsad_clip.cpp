@@ -111,6 +111,13 @@ void MedSadClipImpl::set_compute_dtype(torch::Dtype dtype) {
   for (auto& m : *tpca) m->as<TokenPatchCrossAttentionImpl>()->compute_dtype = dtype;
 }
 
+void MedSadClipImpl::to(torch::Device device, bool non_blocking) {
+  if (!config.train_backbone) backbone->to(device, non_blocking);
+  torch::nn::Module::to(device, non_blocking);
+}
+
+torch::Device MedSadClipImpl::device() const { return backbone->visual->positional_embedding.device(); }
+
 void MedSadClipImpl::prepare_for_inference(torch::Dtype dtype) {
   eval();
   for (auto& p : parameters()) p.set_requires_grad(false);

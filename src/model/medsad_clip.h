@@ -45,6 +45,12 @@ struct MedSadClipImpl : torch::nn::Module {
   // and the text tower released. Training can no longer continue on this model.
   void prepare_for_inference(torch::Dtype dtype);
 
+  // Moves everything the model computes with to `device`, the frozen backbone (not a registered
+  // child) and the prompts' cached features included. Inputs must then be on that device.
+  using torch::nn::Module::to;
+  void to(torch::Device device, bool non_blocking = false) override;
+  torch::Device device() const;  // where the model's tensors are
+
   MedSadConfig config;
   clip::ClipModel backbone{nullptr};
   torch::nn::ModuleList seg_adapters{nullptr}, det_adapters{nullptr}, tpca{nullptr};

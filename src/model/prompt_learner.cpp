@@ -91,7 +91,7 @@ PromptFeatures PromptLearnerImpl::encode(const torch::Tensor& embeddings, const 
   const int64_t L = embeddings.size(1);
   out.global = torch::nn::functional::normalize(feats.global, torch::nn::functional::NormalizeFuncOptions().dim(-1));
   out.tokens = feats.tokens.reshape({2 * L, -1});                                           // [2L, E]
-  out.token_valid = (torch::arange(L).view({1, L}) <= eot.view({2, 1})).reshape({2 * L});  // [2L]
+  out.token_valid = (torch::arange(L, eot.options()).view({1, L}) <= eot.view({2, 1})).reshape({2 * L});  // [2L]
   return out;
 }
 
@@ -114,6 +114,14 @@ PromptFeatures PromptLearnerImpl::forward() {
   const int64_t M = context_length;
   auto embeddings = torch::cat({frozen.slice(1, 0, 1), context, frozen.slice(1, 1 + M)}, 1);  // [2, L, D]
   return encode(embeddings, eot_index);
+}
+
+void PromptLearnerImpl::to(torch::Device device, bool non_blocking) {
+  torch::nn::Module::to(device, non_blocking);
+  if (text_) text_->to(device, non_blocking);
+  for (auto& ids : ensemble_ids_) ids = ids.to(device, non_blocking);
+  for (auto* t : {&frozen.global, &frozen.tokens, &frozen.token_valid})
+    if (t->defined()) *t = t->to(device, non_blocking);
 }
 
 void PromptLearnerImpl::freeze_features() {

@@ -29,6 +29,11 @@ struct PromptLearnerImpl : torch::nn::Module {
   // Computes the features once and keeps them; the text tower is no longer used (inference).
   void freeze_features();
 
+  // Also moves what is not a parameter or buffer: the text tower used, the Fixed ensemble's ids
+  // and the cached features.
+  using torch::nn::Module::to;
+  void to(torch::Device device, bool non_blocking = false) override;
+
   PromptMode mode;
   int64_t context_length;      // M
   torch::Tensor context;       // [2, M, D_t] learnable (Learned mode only)

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <filesystem>
 #include <random>
+#include <sstream>
+#include <type_traits>
 
 #include <spdlog/spdlog.h>
 
@@ -67,12 +69,26 @@ std::vector<int64_t> shuffled(int64_t n, uint64_t seed) {
   return order;
 }
 
+// The key of a parameter in Optimizer::state(): LibTorch 1.x uses the address of its TensorImpl
+// printed as text, 2.x the address itself.
+template <typename Key>
+Key optimizer_state_key(const torch::Tensor& parameter) {
+  if constexpr (std::is_same_v<Key, std::string>) {
+    std::ostringstream text;
+    text << parameter.unsafeGetTensorImpl();
+    return text.str();
+  } else {
+    return static_cast<Key>(parameter.unsafeGetTensorImpl());
+  }
+}
+using OptimizerStateKey = std::decay_t<decltype(std::declval<torch::optim::Optimizer&>().state())>::key_type;
+
 // AdamW moments and step counts as checkpoint tensors "optim.<param>.{exp_avg,exp_avg_sq,step}".
 TensorMap optimizer_state(torch::optim::AdamW& optimizer, model::MedSadClipImpl& model) {
   TensorMap out;
   auto& states = optimizer.state();
   for (const auto& p : model.named_parameters(true)) {
-    const auto it = states.find(c10::guts::to_string(p.value().unsafeGetTensorImpl()));
+    const auto it = states.find(optimizer_state_key<OptimizerStateKey>(p.value()));
     if (it == states.end()) continue;
     auto& s = static_cast<torch::optim::AdamWParamState&>(*it->second);
     out["optim." + p.key() + ".exp_avg"] = s.exp_avg();
@@ -87,10 +103,11 @@ void restore_optimizer(torch::optim::AdamW& optimizer, model::MedSadClipImpl& mo
     const auto avg = tensors.find("optim." + p.key() + ".exp_avg");
     if (avg == tensors.end()) continue;
     auto state = std::make_unique<torch::optim::AdamWParamState>();
-    state->exp_avg(avg->second.clone());
-    state->exp_avg_sq(tensors.at("optim." + p.key() + ".exp_avg_sq").clone());
+    const auto device = p.value().device();
+    state->exp_avg(avg->second.to(device, /*non_blocking=*/false, /*copy=*/true));
+    state->exp_avg_sq(tensors.at("optim." + p.key() + ".exp_avg_sq").to(device, false, true));
     state->step(tensors.at("optim." + p.key() + ".step").item<int64_t>());
-    optimizer.state()[c10::guts::to_string(p.value().unsafeGetTensorImpl())] = std::move(state);
+    optimizer.state()[optimizer_state_key<OptimizerStateKey>(p.value())] = std::move(state);
   }
 }
 
@@ -166,6 +183,7 @@ TrainSummary train(const TrainOptions& o) {
   config.resolve(backbone_config.vision.layers, backbone_config.vision.image_size);
   model::MedSadClip model(clip_model, tokenizer, config);
   model->set_compute_dtype(o.precision);
+  model->to(o.device);
 
   model::CheckpointInfo info;
   info.config = config;
@@ -176,7 +194,7 @@ TrainSummary train(const TrainOptions& o) {
   info.training = {{"epochs", o.epochs}, {"batch", o.batch_size}, {"lr", o.lr}, {"weight_decay", o.weight_decay},
                    {"seed", o.seed}, {"augment", o.augment}, {"abnormal_budget", o.data.abnormal_budget},
                    {"warmup_steps", o.warmup_steps},
-                   {"precision", o.precision == torch::kBFloat16 ? "bf16" : "fp32"}};
+                   {"precision", o.precision == torch::kBFloat16 ? "bf16" : "fp32"}, {"device", o.device.str()}};
   write_file_atomic((fs::path(o.out_dir) / "config.json").string(),
                     nlohmann::json({{"model", config.to_json()}, {"training", info.training},
                                     {"backbone", info.backbone_path}, {"backbone_sha256", backbone_sha},
@@ -232,8 +250,9 @@ TrainSummary train(const TrainOptions& o) {
       auto masks = set.masks.index_select(0, idx).to(torch::kFloat32);
       if (o.augment) data::augment_batch(images, masks, {});
       images = clip::normalize_image(images, preprocess);  // [B, 3, S, S]
-      const auto terms = train_step(*model, optimizer, trainable, images, masks, set.has_mask.index_select(0, idx),
-                                    set.labels.index_select(0, idx));
+      const auto on_device = [&](const torch::Tensor& t) { return t.to(o.device); };
+      const auto terms = train_step(*model, optimizer, trainable, on_device(images), on_device(masks),
+                                    on_device(set.has_mask.index_select(0, idx)), on_device(set.labels.index_select(0, idx)));
       const double loss = terms.total.item<double>();
       loss_sum += loss;
       seg_sum += terms.seg.item<double>();

@@ -30,6 +30,7 @@ struct TrainOptions {
   double weight_decay = 1e-4;
   int64_t warmup_steps = 0;     // linear learning-rate warm-up before the cosine decay
   torch::Dtype precision = torch::kFloat32;  // compute dtype of the backbone's matrix products
+  torch::Device device = torch::kCPU;        // where the model trains; data stays on the CPU
   bool augment = true;
   uint64_t seed = 0;
   bool resume = false;          // continue from out_dir/last.ckpt
@@ -46,7 +47,7 @@ struct TrainSummary {
 
 // One optimisation step on a batch: forward, the design's losses, backward, gradient clipping at
 // norm 1, optimizer step. images: [B, 3, S, S] normalised; masks: [B, S, S]; has_mask: [B] bool;
-// labels: [B] int64. `trainable` is what the optimizer updates.
+// labels: [B] int64, all on the model's device. `trainable` is what the optimizer updates.
 model::LossTerms train_step(model::MedSadClipImpl& model, torch::optim::Optimizer& optimizer,
                             std::vector<torch::Tensor>& trainable, const torch::Tensor& images,
                             const torch::Tensor& masks, const torch::Tensor& has_mask, const torch::Tensor& labels);

@@ -41,3 +41,22 @@ TEST(Runtime, Bf16RunsOpenBlasSingleThreadedAndFp32LeavesItAlone) {
   EXPECT_THROW(configure_precision("fp16"), Error);
   set_blas_threads(2);
 }
+
+TEST(Runtime, DevicesAreCheckedAndAutoFollowsWhatTheBuildSees) {
+  EXPECT_EQ(resolve_device("cpu"), torch::Device(torch::kCPU));
+  const bool cuda = torch::cuda::is_available();
+  EXPECT_EQ(resolve_device("auto"), cuda ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU));
+  for (const char* bad : {"gpu", "CPU", "", "cuda:", "cuda:-1", "cuda:1x", "cuda0", "cuda:99999"})
+    EXPECT_THROW(resolve_device(bad), Error) << bad;
+  if (cuda) {
+    EXPECT_EQ(resolve_device("cuda:0"), torch::Device(torch::kCUDA, 0));
+  } else {
+    EXPECT_THROW(resolve_device("cuda"), Error);
+    EXPECT_THROW(resolve_device("cuda:0"), Error);
+  }
+  // On CUDA auto means bf16 whatever this CPU has; explicit names are taken as given.
+  const torch::Device gpu(torch::kCUDA, 0);
+  EXPECT_EQ(resolve_precision("auto", gpu), torch::kBFloat16);
+  EXPECT_EQ(resolve_precision("fp32", gpu), torch::kFloat32);
+  EXPECT_EQ(resolve_precision("auto"), cpu_has_native_bf16() ? torch::kBFloat16 : torch::kFloat32);
+}

@@ -11,6 +11,7 @@
 #include "clip/tokenizer.h"
 #include "clip/weights.h"
 #include "core/file_io.h"
+#include "core/safetensors.h"
 #include "data/dataset.h"
 #include "data/nifti_volume.h"
 #include "eval/evaluate.h"
@@ -233,6 +234,42 @@ TEST_F(TrainEndToEnd, LearnsAndBeatsTheUntrainedModel) {
   EXPECT_EQ(json::parse(again.out), summary);
 }
 
+TEST_F(TrainEndToEnd, ResumeContinuesExactlyWhereItStopped) {
+  // A two-epoch run killed (SIGKILL) as soon as its first last.ckpt lands, then --resume: the
+  // same weights and AdamW moments to the bit as the run left alone (fp32, the same threads). A
+  // resume that lost the optimizer's moments, the epoch's seeds or the schedule would differ.
+  const std::string args = "--threads 2 train --data " + q(data()) + " --object 'brain MRI' --weights " + q(weights()) +
+                           " --bpe " + q(test::bpe_path()) + " --batch 8 --image-size 64 --lr 3e-3 --precision fp32 --epochs 2";
+  const std::string straight = dir->file("straight"), resumed = dir->file("resumed");
+  auto r = test::run_medsad(args + " --out " + q(straight));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string killed = "(" + q(MEDSAD_BINARY) + " " + args + " --out " + q(resumed) + " >/dev/null 2>&1 & p=$!; " +
+                             "while [ ! -e " + q(resumed + "/last.ckpt") + " ] && kill -0 $p 2>/dev/null; do sleep 0.01; done; " +
+                             "kill -9 $p; wait $p) 2>/dev/null";
+  ASSERT_EQ(std::system(killed.c_str()) == 0, false) << "the run was meant to be killed";
+  auto epoch_of = [](const std::string& ckpt) {
+    return json::parse(read_safetensors_metadata(ckpt).at("medsad"))["training"]["epoch"].get<int>();
+  };
+  ASSERT_EQ(epoch_of(resumed + "/last.ckpt"), 1) << "killed too late";
+  const auto after_one = read_safetensors(resumed + "/last.ckpt");
+  r = test::run_medsad(args + " --resume --out " + q(resumed));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("resuming after epoch 1"), std::string::npos) << r.err;
+  EXPECT_EQ(epoch_of(resumed + "/last.ckpt"), 2);
+
+  const auto a = read_safetensors(straight + "/last.ckpt"), b = read_safetensors(resumed + "/last.ckpt");
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [key, tensor] : a) {
+    ASSERT_TRUE(b.count(key)) << key;
+    EXPECT_TRUE(torch::equal(tensor, b.at(key))) << key << ": max difference "
+                                                  << (tensor - b.at(key)).abs().max().item<double>();
+  }
+  // The moments are in the checkpoint, and the second epoch moved them.
+  const std::string moment = "optim.prompts.context.exp_avg_sq";
+  ASSERT_TRUE(a.count(moment));
+  EXPECT_FALSE(torch::equal(a.at(moment), after_one.at(moment)));
+}
+
 TEST_F(TrainEndToEnd, BadInputsGiveOneClearLine) {
   const std::string base = "train --object 'brain MRI' --bpe " + q(test::bpe_path()) + " --epochs 1 --out " + q(dir->file("bad_run"));
   // A dataset with one class.
@@ -257,6 +294,16 @@ TEST_F(TrainEndToEnd, BadInputsGiveOneClearLine) {
     EXPECT_EQ(r.exit_code, 1);
     EXPECT_NE(r.err.find("is not the one"), std::string::npos) << r.err;
   }
+  // A device this build or machine lacks, and one that is no device at all: refused before any work.
+  const std::string image = q(data() + "/test/good/img/n0.png");
+  if (!torch::cuda::is_available()) {
+    r = test::run_medsad("predict --device cuda --model " + q(dir->file("none.ckpt")) + " " + image);
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_EQ(r.err, "medsad: error: --device cuda: no CUDA device (this LibTorch build has no CUDA support, or no GPU is visible)\n");
+  }
+  r = test::run_medsad("predict --device gpu --model " + q(dir->file("none.ckpt")) + " " + image);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "medsad: error: --device must be cpu, cuda, cuda:N or auto, got 'gpu'\n");
   // A truncated checkpoint.
   std::ofstream(dir->file("cut.ckpt")) << "\x40\x00\x00\x00\x00\x00\x00\x00{\"a\":";
   r = test::run_medsad("predict --model " + q(dir->file("cut.ckpt")) + " " + q(data() + "/test/good/img/n0.png"));
