@@ -221,6 +221,7 @@ TrainSummary train(const TrainOptions& o) {
     start_epoch = resumed.training.value("epoch", int64_t(0));
     best = resumed.training.value("best_validation", -1.0);
     summary.best_epoch = resumed.training.value("best_epoch", int64_t(0));
+    if (!fs::exists(best_path)) best = -1;  // lost: the next epoch writes it again
     spdlog::info("resuming after epoch {}", start_epoch);
   }
 
@@ -285,8 +286,10 @@ TrainSummary train(const TrainOptions& o) {
     info.training["best_validation"] = best;
     info.training["best_epoch"] = summary.best_epoch;
     info.training["loss"] = epoch_loss;
-    save_checkpoint(last_path, *model, info, optimizer_state(optimizer, *model));
+    // best before last: last.ckpt records the epoch as done, so a run killed between the two
+    // writes redoes the epoch on --resume rather than losing its best checkpoint.
     if (improved) save_checkpoint(best_path, *model, info);
+    save_checkpoint(last_path, *model, info, optimizer_state(optimizer, *model));
     // How far apart the two prompts are: at cosine ~1 every Seg and Det logit is near 0.
     double prompt_cosine = 0;
     {

@@ -252,10 +252,14 @@ TEST_F(TrainEndToEnd, ResumeContinuesExactlyWhereItStopped) {
   };
   ASSERT_EQ(epoch_of(resumed + "/last.ckpt"), 1) << "killed too late";
   const auto after_one = read_safetensors(resumed + "/last.ckpt");
+  // The worst moment to be killed: best.ckpt lost (it is written first, but a user may delete
+  // it). Resuming writes it again.
+  std::filesystem::remove(resumed + "/best.ckpt");
   r = test::run_medsad(args + " --resume --out " + q(resumed));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("resuming after epoch 1"), std::string::npos) << r.err;
   EXPECT_EQ(epoch_of(resumed + "/last.ckpt"), 2);
+  EXPECT_EQ(epoch_of(resumed + "/best.ckpt"), 2);
 
   const auto a = read_safetensors(straight + "/last.ckpt"), b = read_safetensors(resumed + "/last.ckpt");
   ASSERT_EQ(a.size(), b.size());
