@@ -154,7 +154,8 @@ struct Server::Impl {
               {"calibrated", info.calibration.calibrated}}},
             {"checkpoint", checkpoint},
             {"checkpoint_sha256", checkpoint_sha256},
-            {"backbone_sha256", info.backbone_sha256}};
+            {"backbone_sha256", info.backbone_sha256},
+            {"device", trained.model->device().str()}};
   }
 
   // Wraps a handler: client mistakes and unexpected failures become JSON errors, never a crash.

@@ -117,6 +117,7 @@ TEST_F(Serve, EndpointsAnswerAsTheLibraryScores) {
   EXPECT_EQ(model["checkpoint_sha256"], sha256_file(checkpoint_));
   EXPECT_EQ(model["object"], "brain MRI");
   EXPECT_EQ(model["image_size"], 64);
+  EXPECT_EQ(model["device"], "cpu");
   EXPECT_DOUBLE_EQ(model["calibration"]["image_threshold"].get<double>(), 0.5);
 
   // The score the library gives the same image.
