@@ -1,7 +1,8 @@
 // medsad: find and outline abnormalities in medical images (MedSAD-CLIP).
 // Reads top to bottom: build the CLI, parse, set threads, run the chosen command, report errors
-// once. Exit codes: 0 success, 1 bad input (one line naming the file and the problem),
-// 2 internal error, other non-zero values for command-line syntax errors (CLI11).
+// once. Exit codes: 0 success (and --help), 1 bad input (one line naming the file and the
+// problem, or CLI11's message for a command-line syntax error or an option out of range),
+// 2 internal error.
 #include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -40,7 +41,9 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // app.exit prints the message (or the help) and gives CLI11's own code, 0 for --help; any
+    // other is bad input, so scripts see one code for every kind of it.
+    return app.exit(e) == 0 ? 0 : 1;
   }
   spdlog::set_level(verbose ? spdlog::level::debug : spdlog::level::info);
 
