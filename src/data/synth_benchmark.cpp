@@ -82,19 +82,36 @@ void write_montage(const std::string& path, const fs::path& root, const std::vec
   write_png(path, canvas, 9);
 }
 
-// Empties a previous benchmark's splits; refuses any other non-empty folder.
-void prepare_out_dir(const fs::path& root) {
+// A run writes into this folder inside DIR and moves its splits into DIR only once every file
+// is written, so a run that fails or is interrupted leaves a previous benchmark as it was.
+constexpr const char* kStagingName = ".synth-partial";
+
+// Accepts a new, empty or previous-benchmark folder (ignoring a staging folder an interrupted run
+// left, which it removes); refuses any other non-empty folder. Deletes nothing else.
+void check_out_dir(const fs::path& root) {
   std::error_code ec;
-  if (fs::exists(root, ec)) {
-    if (!fs::is_directory(root, ec)) fail(root.string(), "exists and is not a folder");
-    if (!fs::is_empty(root, ec)) {
-      if (!fs::exists(root / "synth.json", ec))
-        fail(root.string(), "is not empty and holds no synth.json: give a new or empty folder");
-      for (Split split : kSplits)
-        if (fs::remove_all(root / to_string(split), ec) == static_cast<std::uintmax_t>(-1))
-          fail((root / to_string(split)).string(), "cannot remove the previous benchmark's split: " + ec.message());
-    }
+  if (!fs::exists(root, ec)) return;
+  if (!fs::is_directory(root, ec)) fail(root.string(), "exists and is not a folder");
+  if (fs::remove_all(root / kStagingName, ec) == static_cast<std::uintmax_t>(-1))
+    fail((root / kStagingName).string(), "cannot remove an interrupted run's files: " + ec.message());
+  if (!fs::is_empty(root, ec) && !fs::exists(root / "synth.json", ec))
+    fail(root.string(), "is not empty and holds no synth.json: give a new or empty folder");
+}
+
+// Replaces the previous benchmark's synth.json and splits by the staged splits. synth.json is
+// removed first and written last (by the caller), so it marks a complete benchmark.
+void move_staged_splits(const fs::path& root) {
+  std::error_code ec;
+  fs::remove(root / "synth.json", ec);
+  for (Split split : kSplits) {
+    const fs::path target = root / to_string(split), staged = root / kStagingName / to_string(split);
+    if (fs::remove_all(target, ec) == static_cast<std::uintmax_t>(-1))
+      fail(target.string(), "cannot remove the previous benchmark's split: " + ec.message());
+    if (!fs::exists(staged, ec)) continue;
+    fs::rename(staged, target, ec);
+    if (ec) fail(target.string(), "cannot move the new split into place: " + ec.message());
   }
+  fs::remove_all(root / kStagingName, ec);
 }
 
 // Reads each volume and its brain, prepares its slices, assigns its blocks and adds the slices
@@ -297,16 +314,17 @@ std::vector<SliceBlock> assign_blocks(const std::vector<int64_t>& slice_indices,
 SynthSummary generate_benchmark(const SynthOptions& options) {
   options.validate();
   const fs::path root(options.out_dir);
-  prepare_out_dir(root);
+  check_out_dir(root);
   SynthSummary summary;
   SlicePools pools;
   const nlohmann::json sources = load_volumes(options, pools, summary);
   std::vector<ImagePlan> plans = plan_images(options, summary);
+  const fs::path staging = root / kStagingName;
   for (int s = 0; s < 3; ++s)
     for (bool abnormal : {false, true})
       if (summary.images[s][abnormal ? 1 : 0] > 0) {
-        make_folders((root / class_dir(kSplits[s], abnormal) / "img").string());
-        if (abnormal) make_folders((root / class_dir(kSplits[s], true) / "anomaly_mask").string());
+        make_folders((staging / class_dir(kSplits[s], abnormal) / "img").string());
+        if (abnormal) make_folders((staging / class_dir(kSplits[s], true) / "anomaly_mask").string());
       }
 
   // Image i draws from its own generator, so the files do not depend on the thread count.
@@ -324,8 +342,8 @@ SynthSummary generate_benchmark(const SynthOptions& options) {
       apply_variation(made.image, made.mask, options.variation, rng);
       cv::Mat grey;
       made.image.convertTo(grey, CV_8U, 255.0);
-      write_png((root / plan.image).string(), grey);
-      if (plan.abnormal) write_png((root / plan.mask).string(), made.mask);
+      write_png((staging / plan.image).string(), grey);
+      if (plan.abnormal) write_png((staging / plan.mask).string(), made.mask);
     }
   });
 
@@ -350,6 +368,7 @@ SynthSummary generate_benchmark(const SynthOptions& options) {
                    {"block_slices", options.block_slices}, {"gap_slices", options.gap_slices}}},
       {"volumes", sources},
       {"images", images}};
+  move_staged_splits(root);
   write_file_atomic((root / "synth.json").string(), record.dump(1) + "\n");
   if (!options.montage.empty()) write_montage(options.montage, root, plans);
   return summary;

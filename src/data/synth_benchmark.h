@@ -20,6 +20,8 @@
 //   DIR/{train,valid,test}/Ungood/anomaly_mask/SPLIT_NNNNNN.png  0/255, same name
 //   DIR/synth.json  options, sources (with SHA-256), each volume's blocks, and per image: path,
 //                   mask, split, label, lesion kind, source volume and slice. Written last.
+// Files are written under DIR/.synth-partial and moved into place once all are written, so a run
+// that fails (a bad volume, a full disk) or is interrupted leaves a previous benchmark intact.
 // The same options give byte-identical files, whatever the thread count: image i draws from its
 // own generator seeded by (seed, i).
 #pragma once

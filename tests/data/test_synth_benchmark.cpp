@@ -256,5 +256,26 @@ TEST(SynthOptions, AFolderHoldingSomethingElseIsNotOverwritten) {
   EXPECT_TRUE(fs::exists(dir.file("full/notes.txt")));
 }
 
+TEST(SynthOptions, AFailedRunLeavesThePreviousBenchmarkIntact) {
+  ScratchDir dir;
+  const std::string root = dir.file("bench");
+  (void)generate_benchmark(small_options(root, 5));
+  const auto before = file_tree(root);
+  write_file_atomic(dir.file("broken.nii"), std::string("not a volume"));
+  auto options = small_options(root, 6);
+  options.volumes = {{dir.file("broken.nii"), ""}};
+  EXPECT_THROW((void)generate_benchmark(options), Error);
+  EXPECT_TRUE(file_tree(root) == before) << "a failed run changed the previous benchmark";
+
+  // An interrupted run's staging folder neither blocks the next run nor stays behind.
+  fs::create_directories(root + "/.synth-partial/train/good/img");
+  write_file_atomic(root + "/.synth-partial/train/good/img/stale.png", std::string("x"));
+  (void)generate_benchmark(small_options(root, 6));
+  EXPECT_FALSE(fs::exists(root + "/.synth-partial"));
+  const auto after = file_tree(root);
+  EXPECT_EQ(after.size(), before.size());
+  EXPECT_FALSE(after == before);  // seed 6 replaced seed 5's files
+}
+
 }  // namespace
 }  // namespace medsad::data
