@@ -71,6 +71,7 @@ void setup_train_command(CLI::App& app, Action& action) {
   cmd->add_flag("--no-adapters", o->no_adapters, "ablation: CLIP's own projection instead of adapters");
   cmd->add_flag("--no-augment", o->no_augment, "train without augmentation");
   cmd->add_flag("--resume", o->train.resume, "continue an interrupted run from OUT/last.ckpt");
+  cmd->add_flag("--overwrite", o->train.overwrite, "replace a previous run's checkpoints in OUT (refused otherwise)");
   cmd->callback([&action, o] {
     action = [o] {
       apply_window_option(o->window);

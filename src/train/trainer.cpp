@@ -130,6 +130,7 @@ void TrainOptions::validate() const {
   if (!(lr > 0 && lr < 10)) fail("", "--lr must be in (0, 10)");
   if (!(weight_decay >= 0 && weight_decay < 1)) fail("", "--weight-decay must be in [0, 1)");
   if (warmup_steps < 0 || warmup_steps > 10000000) fail("", "--warmup must be between 0 and 10000000 steps");
+  if (resume && overwrite) fail("", "--resume and --overwrite exclude each other");
 }
 
 model::LossTerms train_step(model::MedSadClipImpl& model, torch::optim::Optimizer& optimizer,
@@ -146,6 +147,12 @@ model::LossTerms train_step(model::MedSadClipImpl& model, torch::optim::Optimize
 
 TrainSummary train(const TrainOptions& o) {
   o.validate();
+  // A new run's first epoch would replace a finished run's best.ckpt with a worse one.
+  if (!o.resume && !o.overwrite)
+    for (const char* name : {"best.ckpt", "last.ckpt"})
+      if (fs::exists(fs::path(o.out_dir) / name))
+        fail(o.out_dir, std::string("holds a previous run's ") + name +
+                            ": give --resume to continue it, --overwrite to replace it, or another --out");
   const auto dataset = data::load_dataset(o.data);
   std::fprintf(stderr, "%s", data::dataset_summary(dataset).c_str());
   const auto train_samples = dataset.split(data::Split::Train);

@@ -34,6 +34,7 @@ struct TrainOptions {
   bool augment = true;
   uint64_t seed = 0;
   bool resume = false;          // continue from out_dir/last.ckpt
+  bool overwrite = false;       // replace a previous run's checkpoints in out_dir (else refused)
 
   void validate() const;
 };

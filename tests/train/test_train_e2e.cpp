@@ -298,6 +298,21 @@ TEST_F(TrainEndToEnd, BadInputsGiveOneClearLine) {
     EXPECT_EQ(r.exit_code, 1);
     EXPECT_NE(r.err.find("is not the one"), std::string::npos) << r.err;
   }
+  // A new run into a previous run's folder: refused before any work, its checkpoint untouched.
+  const std::string finished = dir->file("finished_run");
+  std::filesystem::create_directories(finished);
+  std::ofstream(finished + "/best.ckpt") << "a previous run's model";
+  const std::string retrain = "train --object 'brain MRI' --bpe " + q(test::bpe_path()) + " --weights " + q(weights()) +
+                              " --data " + q(data()) + " --epochs 1 --out " + q(finished);
+  r = test::run_medsad(retrain);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "medsad: error: " + finished +
+                       ": holds a previous run's best.ckpt: give --resume to continue it, --overwrite to replace it, "
+                       "or another --out\n");
+  EXPECT_EQ(read_file_text(finished + "/best.ckpt"), "a previous run's model");
+  r = test::run_medsad(retrain + " --resume --overwrite");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err, "medsad: error: --resume and --overwrite exclude each other\n");
   // A device this build or machine lacks, and one that is no device at all: refused before any work.
   const std::string image = q(data() + "/test/good/img/n0.png");
   if (!torch::cuda::is_available()) {
