@@ -32,11 +32,14 @@ rows = [("image AUROC", "image", "auroc"), ("image AP", "image", "ap"), ("sensit
         ("specificity @ thr", "image", "specificity"), ("pixel AUROC", "pixel", "auroc"), ("pixel AP", "pixel", "ap"),
         ("AUPRO (FPR<=0.3)", "pixel", "aupro_0.3"), ("mean Dice @ thr", "pixel", "mean_dice")]
 f = lambda v: "  n/a" if v is None else f"{v:6.3f}"
+# With its 95% bootstrap interval over the test images where eval gives one (image AUROC, Dice).
+fci = lambda g, k: f(g.get(k)) + (f" ({g[k + '_ci95'][0]:.2f}-{g[k + '_ci95'][1]:.2f})" if g.get(k + "_ci95") else "")
 print(f"\nMedSAD-CLIP on the brain-MRI lesion benchmark, test split ({model['image']['count']} slices, "
       f"{model['image']['abnormal']} with lesions)")
-print(f"{'metric':22s} {'MedSAD-CLIP':>12s} {'baseline':>10s}")
+print(f"{'metric':22s} {'MedSAD-CLIP':>22s} {'baseline':>22s}")
 for name, group, key in rows:
-    print(f"{name:22s} {f(model[group].get(key)):>12s} {f(base[group].get(key)):>10s}")
-print(f"\nbaseline: per-pixel deviation from the mean normal training slice. Total time {secs} s.")
+    print(f"{name:22s} {fci(model[group], key):>22s} {fci(base[group], key):>22s}")
+print(f"\nbaseline: per-pixel deviation from the mean normal training slice. In brackets: 95% bootstrap"
+      f" intervals over the test images.\nTotal time {secs} s.")
 print("report: demo/report/ (metrics.json, per_image.csv, cases/*.png, benchmark_samples.png)")
 PY

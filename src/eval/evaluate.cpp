@@ -7,6 +7,7 @@
 #include <future>
 #include <iomanip>
 #include <limits>
+#include <numeric>
 #include <sstream>
 
 #include "clip/preprocess.h"
@@ -20,6 +21,9 @@ namespace medsad::eval {
 namespace {
 
 nlohmann::json number_or_null(double v) { return std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v); }
+nlohmann::json interval_or_null(const ConfidenceInterval& c) {
+  return std::isnan(c.low) ? nlohmann::json(nullptr) : nlohmann::json::array({c.low, c.high});
+}
 
 }  // namespace
 
@@ -175,6 +179,7 @@ nlohmann::json compute_metrics(const std::vector<ImageResult>& results, const mo
   image["auroc"] = number_or_null(both ? metric_auroc(p.scores, p.labels) : nan);
   image["ap"] = number_or_null(both ? metric_average_precision(p.scores, p.labels) : nan);
   image["f1_max"] = number_or_null(both ? metric_f1_max(p.scores, p.labels).value : nan);
+  image["auroc_ci95"] = interval_or_null(both ? bootstrap_auroc_ci95(p.scores, p.labels) : ConfidenceInterval{nan, nan});
   const auto counts = p.labels.numel() ? confusion_at(p.scores, p.labels, calibration.image_threshold)
                                        : ConfusionCounts{};
   image["threshold"] = calibration.image_threshold;
@@ -195,17 +200,18 @@ nlohmann::json compute_metrics(const std::vector<ImageResult>& results, const mo
     pixel["ap"] = number_or_null(metric_average_precision(all_maps, all_masks));
     pixel["aupro_0.3"] = number_or_null(metric_aupro(p.maps, p.masks, 0.3));
     pixel["dice_max"] = number_or_null(metric_dice_max(p.maps, p.masks).value);
-    double dice_sum = 0, iou_sum = 0;
-    int64_t n = 0;
+    std::vector<double> dice;
+    double iou_sum = 0;
     for (size_t i = 0; i < p.maps.size(); ++i) {
       if (!p.masks[i].gt(0.5).any().item<bool>()) continue;  // abnormal images with a lesion mask
       const auto c = confusion_at(p.maps[i].flatten(), p.masks[i].flatten().gt(0.5), calibration.pixel_threshold);
-      dice_sum += c.dice();
+      dice.push_back(c.dice());
       iou_sum += c.iou();
-      ++n;
     }
-    pixel["mean_dice"] = number_or_null(n ? dice_sum / n : nan);
-    pixel["mean_iou"] = number_or_null(n ? iou_sum / n : nan);
+    const auto n = static_cast<double>(dice.size());
+    pixel["mean_dice"] = number_or_null(dice.empty() ? nan : std::accumulate(dice.begin(), dice.end(), 0.0) / n);
+    pixel["mean_dice_ci95"] = interval_or_null(bootstrap_mean_ci95(dice));
+    pixel["mean_iou"] = number_or_null(dice.empty() ? nan : iou_sum / n);
   }
   pixel["threshold"] = calibration.pixel_threshold;
   int64_t skipped = 0;

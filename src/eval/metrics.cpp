@@ -16,6 +16,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "core/error.h"
+#include "core/random.h"
 
 namespace medsad::eval {
 namespace {
@@ -308,6 +309,69 @@ double metric_aupro(const std::vector<torch::Tensor>& maps, const std::vector<to
     begin = end;
   }
   return area / fpr_limit;
+}
+
+namespace {
+
+void check_resamples(int64_t resamples) {
+  if (resamples < 10 || resamples > 1000000)
+    fail("", "bootstrap resamples must be between 10 and 1000000, got " + std::to_string(resamples));
+}
+
+// The 2.5th and 97.5th percentiles of `stats`, interpolated linearly between order statistics
+// (numpy's default percentile).
+ConfidenceInterval central_95(std::vector<double> stats) {
+  std::sort(stats.begin(), stats.end());
+  const auto at = [&](double q) {
+    const double position = q * static_cast<double>(stats.size() - 1);
+    const auto below = static_cast<size_t>(std::floor(position));
+    const size_t above = std::min(below + 1, stats.size() - 1);
+    return stats[below] + (position - static_cast<double>(below)) * (stats[above] - stats[below]);
+  };
+  return {at(0.025), at(0.975)};
+}
+
+}  // namespace
+
+ConfidenceInterval bootstrap_auroc_ci95(const torch::Tensor& scores, const torch::Tensor& labels, int64_t resamples,
+                                        uint64_t seed) {
+  check_resamples(resamples);
+  check_same_shape("bootstrap_auroc_ci95", scores, labels);
+  const auto values = flat_double(scores);
+  const auto positive = labels.flatten().ne(0);
+  const auto positives = values.masked_select(positive), negatives = values.masked_select(positive.logical_not());
+  const int64_t p = positives.numel(), n = negatives.numel();
+  if (p == 0 || n == 0) return {kNan, kNan};
+  const auto resample_labels = torch::cat({torch::ones({p}, torch::kInt64), torch::zeros({n}, torch::kInt64)});
+  std::mt19937_64 rng(seed);
+  std::vector<double> stats;
+  stats.reserve(static_cast<size_t>(resamples));
+  auto pick_p = torch::empty({p}, torch::kInt64), pick_n = torch::empty({n}, torch::kInt64);
+  for (int64_t r = 0; r < resamples; ++r) {
+    auto* ip = pick_p.data_ptr<int64_t>();
+    auto* in = pick_n.data_ptr<int64_t>();
+    for (int64_t i = 0; i < p; ++i) ip[i] = static_cast<int64_t>(draw_below(rng, static_cast<uint64_t>(p)));
+    for (int64_t i = 0; i < n; ++i) in[i] = static_cast<int64_t>(draw_below(rng, static_cast<uint64_t>(n)));
+    stats.push_back(metric_auroc(torch::cat({positives.index_select(0, pick_p), negatives.index_select(0, pick_n)}),
+                                 resample_labels));
+  }
+  return central_95(std::move(stats));
+}
+
+ConfidenceInterval bootstrap_mean_ci95(const std::vector<double>& values, int64_t resamples, uint64_t seed) {
+  check_resamples(resamples);
+  if (values.empty()) return {kNan, kNan};
+  for (double v : values)
+    if (std::isnan(v)) fail_on_nan("bootstrap_mean_ci95");
+  std::mt19937_64 rng(seed);
+  std::vector<double> stats;
+  stats.reserve(static_cast<size_t>(resamples));
+  for (int64_t r = 0; r < resamples; ++r) {
+    double sum = 0;
+    for (size_t i = 0; i < values.size(); ++i) sum += values[draw_below(rng, values.size())];
+    stats.push_back(sum / static_cast<double>(values.size()));
+  }
+  return central_95(std::move(stats));
 }
 
 }  // namespace medsad::eval

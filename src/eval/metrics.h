@@ -14,6 +14,10 @@
 //  * Dice-max: F1-max over the pooled pixels of all images.
 //  * AUPRO: MVTec AD's compute_pro / anomalib's AUPRO, see metric_aupro.
 // Undefined values are NaN (see each function); callers average with that in mind.
+//
+// The bootstrap intervals at the end are the one exception to "exact": they resample the images
+// (seeded, so still deterministic) to show how far a metric could move with another draw of the
+// same number of test images.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -79,5 +83,23 @@ struct ConfusionCounts {
 // no regions or no normal pixels. fpr_limit must lie in (0, 1].
 [[nodiscard]] double metric_aupro(const std::vector<torch::Tensor>& maps, const std::vector<torch::Tensor>& masks,
                                   double fpr_limit = 0.3);
+
+// A 95% percentile-bootstrap interval: the 2.5th and 97.5th percentiles (linear interpolation) of
+// a statistic over `resamples` resamples of the images drawn with replacement, deterministic by
+// `seed`. It is the spread from which images the test split happens to hold, not the spread
+// between training runs (seeds), which comes on top.
+struct ConfidenceInterval {
+  double low = 0;
+  double high = 0;
+};
+
+// Of image AUROC. Abnormal and normal images are resampled separately, so every resample keeps
+// the split's class counts. {NaN, NaN} if either class is absent.
+[[nodiscard]] ConfidenceInterval bootstrap_auroc_ci95(const torch::Tensor& scores, const torch::Tensor& labels,
+                                                      int64_t resamples = 2000, uint64_t seed = 0);
+
+// Of the mean of `values` (per-image Dice, say). {NaN, NaN} if there are none.
+[[nodiscard]] ConfidenceInterval bootstrap_mean_ci95(const std::vector<double>& values, int64_t resamples = 2000,
+                                                     uint64_t seed = 0);
 
 }  // namespace medsad::eval

@@ -116,9 +116,13 @@ std::string metrics_table(const nlohmann::json& metrics) {
   s << "<table class=\"metrics\"><tr><th>level</th><th>metric</th><th>value</th></tr>";
   for (const char* level : {"image", "pixel"}) {
     if (!metrics.contains(level)) continue;
-    for (const auto& [key, value] : metrics[level].items())
-      s << "<tr><td>" << level << "</td><td>" << escape(key) << "</td><td>"
-        << (value.is_number() ? number(value.get<double>()) : escape(value.dump())) << "</td></tr>";
+    for (const auto& [key, value] : metrics[level].items()) {
+      std::string shown = escape(value.dump());
+      if (value.is_number()) shown = number(value.get<double>());
+      if (value.is_array() && value.size() == 2 && value[0].is_number() && value[1].is_number())  // an interval
+        shown = number(value[0].get<double>()) + " &ndash; " + number(value[1].get<double>());
+      s << "<tr><td>" << level << "</td><td>" << escape(key) << "</td><td>" << shown << "</td></tr>";
+    }
   }
   s << "</table>";
   return s.str();

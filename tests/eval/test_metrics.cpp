@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/random.h"
 #include "eval/metrics.h"
 #include "test_support.h"
 
@@ -476,4 +477,60 @@ TEST(MetricInputs, BadInputsThrowWithClearMessages) {
             "metric_dice_max: map 0 has shape [6], expected [H, W]");
   EXPECT_EQ(error_text([&] { (void)metric_aupro({map}, {map}, 0.0); }), "metric_aupro: fpr_limit must lie in (0, 1], got 0");
   EXPECT_EQ(error_text([&] { (void)metric_aupro({map}, {map}, 1.5); }), "metric_aupro: fpr_limit must lie in (0, 1], got 1.5");
+}
+
+// ---------- bootstrap intervals, against closed-form standard errors ----------
+
+TEST(BootstrapInterval, MeanMatchesTheNormalApproximation) {
+  // For n = 400 draws the mean's bootstrap distribution is close to normal with the sample's
+  // standard error, so the interval should be mean -/+ 1.96 s / sqrt(n).
+  std::mt19937_64 rng(11);
+  std::vector<double> values;
+  for (int i = 0; i < 400; ++i) values.push_back(draw_uniform(rng));
+  double mean = 0, var = 0;
+  for (double v : values) mean += v / 400;
+  for (double v : values) var += (v - mean) * (v - mean) / 399;
+  const double half = 1.96 * std::sqrt(var / 400);
+  const auto ci = bootstrap_mean_ci95(values);
+  EXPECT_NEAR((ci.high - ci.low) / 2, half, 0.08 * half);
+  EXPECT_NEAR((ci.high + ci.low) / 2, mean, 0.15 * half);
+  // Deterministic by seed; another seed moves it only a little.
+  const auto again = bootstrap_mean_ci95(values), other = bootstrap_mean_ci95(values, 2000, 5);
+  EXPECT_EQ(again.low, ci.low);
+  EXPECT_EQ(again.high, ci.high);
+  EXPECT_NE(other.low, ci.low);
+  EXPECT_NEAR(other.low, ci.low, 0.1 * half);
+}
+
+TEST(BootstrapInterval, AurocMatchesHanleyMcNeil) {
+  // Binormal scores, 300 abnormal ~ N(1, 1) and 300 normal ~ N(0, 1): the bootstrap interval's
+  // half-width should match 1.96 x Hanley & McNeil's (1982) closed-form standard error of AUROC.
+  std::mt19937_64 rng(3);
+  std::vector<float> scores;
+  std::vector<int64_t> labels;
+  for (int i = 0; i < 600; ++i) {
+    labels.push_back(i % 2);
+    scores.push_back(static_cast<float>(draw_normal(rng) + (i % 2)));
+  }
+  const auto s = floats(scores), l = ints(labels);
+  const double a = metric_auroc(s, l), q1 = a / (2 - a), q2 = 2 * a * a / (1 + a), m = 300;
+  const double se = std::sqrt((a * (1 - a) + (m - 1) * (q1 - a * a) + (m - 1) * (q2 - a * a)) / (m * m));
+  const auto ci = bootstrap_auroc_ci95(s, l);
+  EXPECT_NEAR((ci.high - ci.low) / 2, 1.96 * se, 0.15 * 1.96 * se);
+  EXPECT_LT(ci.low, a);
+  EXPECT_GT(ci.high, a);
+}
+
+TEST(BootstrapInterval, DegenerateCases) {
+  // Perfect separation stays perfect in every resample; one class, or nothing, has no interval.
+  const auto perfect = bootstrap_auroc_ci95(floats({0.1f, 0.2f, 0.8f, 0.9f}), ints({0, 0, 1, 1}));
+  EXPECT_EQ(perfect.low, 1.0);
+  EXPECT_EQ(perfect.high, 1.0);
+  EXPECT_TRUE(std::isnan(bootstrap_auroc_ci95(floats({0.1f, 0.2f}), ints({1, 1})).low));
+  EXPECT_TRUE(std::isnan(bootstrap_mean_ci95({}).high));
+  const auto constant = bootstrap_mean_ci95({0.25, 0.25, 0.25});
+  EXPECT_EQ(constant.low, 0.25);
+  EXPECT_EQ(constant.high, 0.25);
+  EXPECT_EQ(error_text([] { (void)bootstrap_mean_ci95({0.5}, 3); }),
+            "bootstrap resamples must be between 10 and 1000000, got 3");
 }

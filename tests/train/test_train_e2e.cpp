@@ -132,6 +132,14 @@ TEST_F(TrainEndToEnd, LearnsAndBeatsTheUntrainedModel) {
   for (const char* key : {"auroc", "ap", "f1_max", "sensitivity", "specificity"}) EXPECT_TRUE(metrics["image"].contains(key)) << key;
   for (const char* key : {"auroc", "ap", "aupro_0.3", "dice_max", "mean_dice", "mean_iou"})
     EXPECT_TRUE(metrics["pixel"].contains(key)) << key;
+  // The 95% bootstrap intervals hold their point estimates.
+  for (const auto& [group, key] : {std::pair{"image", "auroc"}, std::pair{"pixel", "mean_dice"}}) {
+    const auto& ci = metrics[group][std::string(key) + "_ci95"];
+    ASSERT_TRUE(ci.is_array() && ci.size() == 2) << group << " " << key << ": " << ci.dump();
+    EXPECT_LE(ci[0].get<double>(), metrics[group][key].get<double>()) << key;
+    EXPECT_GE(ci[1].get<double>(), metrics[group][key].get<double>()) << key;
+    EXPECT_LT(ci[0].get<double>(), ci[1].get<double>()) << key;
+  }
   // bf16 (the default where the CPU has it) against fp32: the same metrics within half a point at
   // pixel level. At image level 20 test images make one swapped pair 0.01, and this briefly
   // trained model's scores lie close together, so bf16 rounding swaps a few pairs.
