@@ -3,7 +3,9 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstring>
 #include <filesystem>
+#include <limits>
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -13,6 +15,55 @@
 #include "data/dicom_io.h"
 
 namespace medsad {
+namespace {
+
+// A truncated PNG makes libpng fail with a stray line on stderr, and a truncated JPEG is worse:
+// libjpeg fills the missing part with grey and only warns, so a cut-off scan would be scored as
+// if whole. Both formats mark their end; this checks that the end is there. Returns the problem,
+// or "" for a complete file (and for every other format, left to its decoder).
+std::string truncation_problem(const unsigned char* data, size_t size) {
+  static const unsigned char kPngSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  if (size >= 8 && std::memcmp(data, kPngSignature, 8) == 0) {
+    // Chunks: 4-byte big-endian data length, 4-byte type, the data, 4-byte CRC; IEND comes last.
+    for (size_t at = 8; at + 12 <= size;) {
+      if (std::memcmp(data + at + 4, "IEND", 4) == 0) return "";
+      const uint64_t length = (uint64_t{data[at]} << 24) | (uint64_t{data[at + 1]} << 16) |
+                              (uint64_t{data[at + 2]} << 8) | uint64_t{data[at + 3]};
+      at += 12 + static_cast<size_t>(length);
+    }
+    return "truncated PNG: the file ends before its IEND chunk";
+  }
+  if (size >= 3 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF) {
+    // The compressed image follows the last start-of-scan marker (FF DA) and ends with FF D9.
+    // Entropy-coded data never hold FF DA or FF D9 (an FF there is followed by 00 or a restart
+    // marker), so the last FF DA is the last scan's, and an image cut short has no FF D9 after it.
+    size_t last_scan = 0;
+    for (size_t i = 2; i + 1 < size; ++i)
+      if (data[i] == 0xFF && data[i + 1] == 0xDA) last_scan = i;
+    if (last_scan == 0) return "truncated JPEG: the file ends before its image data";
+    for (size_t i = last_scan + 2; i + 1 < size; ++i)
+      if (data[i] == 0xFF && data[i + 1] == 0xD9) return "";
+    return "truncated JPEG: the file ends before its end-of-image marker";
+  }
+  return "";
+}
+
+// Decodes PNG/JPEG/TIFF/BMP bytes as stored (any depth and channel count); `name` for errors.
+cv::Mat decode_bytes(const unsigned char* data, size_t size, const std::string& name, const std::string& what) {
+  const std::string truncated = truncation_problem(data, size);
+  if (!truncated.empty()) fail(name, truncated);
+  cv::Mat image;
+  try {
+    image = cv::imdecode(cv::Mat(1, static_cast<int>(size), CV_8U, const_cast<unsigned char*>(data)),
+                         cv::IMREAD_UNCHANGED);
+  } catch (const cv::Exception&) {
+    image.release();
+  }
+  if (image.empty()) fail(name, "cannot decode the " + what + " (corrupt, truncated or not a PNG/JPEG/TIFF/BMP/DICOM file)");
+  return image;
+}
+
+}  // namespace
 
 cv::Mat decode_image_file(const std::string& path, const std::string& what) {
   std::error_code ec;
@@ -20,14 +71,9 @@ cv::Mat decode_image_file(const std::string& path, const std::string& what) {
   if (std::filesystem::is_directory(path, ec))
     fail(path, what == "image" ? "is a directory, expected an image file" : "is a directory, expected a " + what + " image");
   if (data::is_dicom_file(path)) return data::read_dicom_image(path);
-  cv::Mat image;
-  try {
-    image = cv::imread(path, cv::IMREAD_UNCHANGED);
-  } catch (const cv::Exception&) {
-    image.release();
-  }
-  if (image.empty()) fail(path, "cannot decode the " + what + " (corrupt, truncated or not a PNG/JPEG/TIFF/BMP file)");
-  return image;
+  const auto bytes = read_file_bytes(path);
+  if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) fail(path, "is over 2 GB, too large for an image");
+  return decode_bytes(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), path, what);
 }
 
 torch::Tensor read_image_rgb(const std::string& path) { return image_to_rgb(decode_image_file(path, "image"), path); }
@@ -48,15 +94,8 @@ torch::Tensor decode_image_rgb(const std::string& bytes, const std::string& name
       fail(name, e.problem());
     }
   }
-  cv::Mat image;
-  try {
-    image = cv::imdecode(cv::Mat(1, static_cast<int>(bytes.size()), CV_8U, const_cast<char*>(bytes.data())),
-                         cv::IMREAD_UNCHANGED);
-  } catch (const cv::Exception&) {
-    image.release();
-  }
-  if (image.empty()) fail(name, "cannot decode the image (corrupt, truncated or not a PNG/JPEG/TIFF/BMP/DICOM file)");
-  return image_to_rgb(image, name);
+  if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) fail(name, "is over 2 GB, too large for an image");
+  return image_to_rgb(decode_bytes(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), name, "image"), name);
 }
 
 std::string encode_png(const cv::Mat& image) {

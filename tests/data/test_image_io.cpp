@@ -78,3 +78,42 @@ TEST(ImageIo, CorruptAndMissingFilesNameThePath) {
   EXPECT_THROW(read_image_rgb(dir.file("none.png")), Error);
   EXPECT_THROW(read_image_rgb(dir.path().string()), Error);
 }
+
+TEST(ImageIo, TruncatedPngAndJpegAreRefusedWholeOnesDecode) {
+  // libjpeg would decode a cut-off JPEG with its missing part grey and only a warning; each cut
+  // here must be refused, naming the file, while the whole file (and one with bytes after the
+  // JPEG's end marker, which some writers append) still decodes.
+  test::ScratchDir dir;
+  const cv::Mat image = pattern(48, 40, CV_8UC3);
+  const std::vector<std::pair<std::string, std::vector<int>>> formats = {
+      {".png", {}}, {".jpg", {}}, {".jpg", {cv::IMWRITE_JPEG_PROGRESSIVE, 1}}};
+  for (const auto& [extension, params] : formats) {
+    std::vector<uchar> bytes;
+    ASSERT_TRUE(cv::imencode(extension, image, bytes, params));
+    const std::string whole(bytes.begin(), bytes.end());
+    const std::string path = dir.file("whole" + extension);
+    std::ofstream(path, std::ios::binary) << whole;
+    EXPECT_EQ(read_image_rgb(path).size(2), 40) << extension;
+    EXPECT_EQ(decode_image_rgb(whole, "upload").size(1), 48) << extension;
+    if (extension == ".jpg") {
+      std::ofstream(path, std::ios::binary) << whole << "trailing bytes";
+      EXPECT_EQ(read_image_rgb(path).size(2), 40) << "a JPEG with bytes after its end marker";
+    }
+    for (const double share : {0.3, 0.6, 0.9}) {
+      for (const size_t cut : {static_cast<size_t>(share * static_cast<double>(whole.size())), whole.size() - 1}) {
+        const std::string cut_path = dir.file("cut" + extension);
+        std::ofstream(cut_path, std::ios::binary) << whole.substr(0, cut);
+        try {
+          (void)read_image_rgb(cut_path);
+          ADD_FAILURE() << extension << " cut to " << cut << " of " << whole.size() << " bytes was decoded";
+        } catch (const Error& e) {
+          EXPECT_EQ(e.path(), cut_path);
+          // Found by the end-marker check, not left to the decoder's generic failure.
+          const std::string format = extension == ".png" ? "PNG" : "JPEG";
+          EXPECT_EQ(e.problem().rfind("truncated " + format + ": ", 0), 0u) << e.what();
+        }
+        EXPECT_THROW((void)decode_image_rgb(whole.substr(0, cut), "upload"), Error) << extension << " " << cut;
+      }
+    }
+  }
+}
