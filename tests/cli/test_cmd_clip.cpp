@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
 
 #include "core/file_io.h"
 #include "core/safetensors.h"
@@ -211,6 +212,17 @@ TEST(CmdClipErrors, BadImageAndAbsurdOptions) {
   const std::string w = " --weights " + q(test::fixture("openclip_state_dict.pt"));
   expect_one_line_error(test::run_medsad("clip embed" + w + " --image " + q(dir.file("scan.png"))),
                         dir.file("scan.png") + ": cannot decode the image");
+  // Cut-off files: one line naming the file, no decoder chatter (libpng, libjpeg) around it.
+  const std::string whole = read_file_text(test::fixture("image1.png"));
+  std::ofstream(dir.file("cut.png"), std::ios::binary) << whole.substr(0, whole.size() / 2);
+  expect_one_line_error(test::run_medsad("clip embed" + w + " --image " + q(dir.file("cut.png"))),
+                        dir.file("cut.png") + ": truncated PNG");
+  std::vector<uchar> jpeg;
+  ASSERT_TRUE(cv::imencode(".jpg", cv::Mat(64, 64, CV_8UC3, cv::Scalar(10, 200, 90)), jpeg));
+  std::ofstream(dir.file("cut.jpg"), std::ios::binary).write(reinterpret_cast<const char*>(jpeg.data()),
+                                                              static_cast<std::streamsize>(jpeg.size() / 2));
+  expect_one_line_error(test::run_medsad("clip embed" + w + " --image " + q(dir.file("cut.jpg"))),
+                        dir.file("cut.jpg") + ": truncated JPEG");
   expect_one_line_error(test::run_medsad("clip embed" + w + " --image-size 3 --image " + q(test::fixture("image1.png"))),
                         "--image-size must be between");
   expect_one_line_error(test::run_medsad("clip embed" + w + " --block-tokens 9 --out x.safetensors --image " +
