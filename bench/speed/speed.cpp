@@ -2,6 +2,8 @@
 //   medsad_speed peak                                   bf16 and fp32 matrix-product GFLOP/s
 //   medsad_speed encode WEIGHTS [--precision P] [--batch B] [--iters N] [--embeddings F]
 //   medsad_speed train-step WEIGHTS [--precision P] [--batch B] [--iters N]   (WEIGHTS none: scratch)
+//       [--scratch-stem S] [--fixed-prompts] [--margin M]   the demo's step: conv_encoder, fixed, 0
+//       [--profile FILE]   LibTorch's autograd profiler over the timed steps, a Chrome trace
 // peak, encode and train-step take --device (cpu, cuda, cuda:N; default cpu).
 //   medsad_speed init-checkpoint WEIGHTS OUT.ckpt       an untrained MedSAD-CLIP on WEIGHTS, for predict
 // The image input is the one bench/speed/reference.py builds: sin(0.001 i) over the flat index.
@@ -18,6 +20,7 @@
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/torch.h>
 
 #include "clip/scratch.h"
@@ -104,12 +107,25 @@ nlohmann::json run_encode(const std::string& weights, torch::Dtype precision, to
           {"gflops", flops / seconds / 1e9}, {"peak_rss_mb", peak_rss_mb()}};
 }
 
-// WEIGHTS "none": the demo's scratch backbone (default ScratchClipOptions), trained with the rest.
-model::MedSadClip build_medsad(const std::string& weights, torch::Dtype precision, torch::Device device) {
-  model::MedSadConfig config;  // the design's defaults: 4 taps, learned prompts, TPCA
+// What train-step varies from the design's defaults (4 taps, learned prompts, TPCA, margin 0.2).
+struct StepModelOptions {
+  clip::PatchStem scratch_stem = clip::ScratchClipOptions{}.stem;
+  bool fixed_prompts = false;
+  double margin = model::MedSadConfig{}.margin;
+};
+
+// WEIGHTS "none": a scratch backbone (ScratchClipOptions with `options.scratch_stem`), trained with
+// the rest.
+model::MedSadClip build_medsad(const std::string& weights, torch::Dtype precision, torch::Device device,
+                               const StepModelOptions& options = {}) {
+  model::MedSadConfig config;
+  if (options.fixed_prompts) config.prompts = model::PromptMode::Fixed;
+  config.margin = options.margin;
   clip::ClipModel backbone{nullptr};
   if (weights == "none") {
-    backbone = clip::build_scratch_clip(clip::scratch_clip_config({}, clip::Tokenizer::byte_level().vocab_size()));
+    clip::ScratchClipOptions scratch;
+    scratch.stem = options.scratch_stem;
+    backbone = clip::build_scratch_clip(clip::scratch_clip_config(scratch, clip::Tokenizer::byte_level().vocab_size()));
     config.train_backbone = true;
   } else {
     backbone = load_backbone(weights, precision, device);
@@ -122,8 +138,8 @@ model::MedSadClip build_medsad(const std::string& weights, torch::Dtype precisio
 }
 
 nlohmann::json run_train_step(const std::string& weights, torch::Dtype precision, torch::Device device, int64_t batch,
-                              int iters) {
-  auto model = build_medsad(weights, precision, device);
+                              int iters, const StepModelOptions& options, const std::string& profile) {
+  auto model = build_medsad(weights, precision, device, options);
   model->train();
   std::vector<torch::Tensor> trainable;
   for (auto& p : model->parameters())
@@ -137,8 +153,28 @@ nlohmann::json run_train_step(const std::string& weights, torch::Dtype precision
   masks = masks.to(device);
   const auto labels = (torch::arange(batch) >= batch / 2).to(device, torch::kInt64);
   const auto has_mask = torch::ones({batch}, torch::TensorOptions().dtype(torch::kBool).device(device));
-  const double seconds = median_seconds(
-      [&] { (void)train::train_step(*model, optimizer, trainable, images, masks, has_mask, labels); }, iters, device);
+  const auto step = [&] { (void)train::train_step(*model, optimizer, trainable, images, masks, has_mask, labels); };
+  if (!profile.empty()) {
+    step();  // warm-up outside the trace
+    namespace P = torch::autograd::profiler;
+    P::enableProfilerLegacy(torch::profiler::impl::ProfilerConfig(torch::profiler::impl::ProfilerState::CPU, true));
+    for (int i = 0; i < iters; ++i) step();
+    auto lists = P::disableProfilerLegacy();
+    std::ofstream o(profile);
+    for (auto& l : lists) {
+      std::vector<const P::LegacyEvent*> stack;
+      for (auto& e : l) {
+        if (e.kindStr() == std::string("push")) { stack.push_back(&e); continue; }
+        if (e.kindStr() == std::string("pop") && !stack.empty()) {
+          auto* s0 = stack.back(); stack.pop_back();
+          std::string shp;
+          for (auto& v : s0->shapes()) { shp += "["; for (auto d : v) shp += std::to_string(d) + ","; shp += "]"; }
+          o << s0->name() << "\t" << shp << "\t" << s0->cpuElapsedUs(e) << "\t" << stack.size() << "\n";
+        }
+      }
+    }
+  }
+  const double seconds = median_seconds(step, iters, device);
   return {{"what", "train-step"}, {"seconds", seconds}, {"peak_rss_mb", peak_rss_mb()}};
 }
 
@@ -171,6 +207,12 @@ int main(int argc, char** argv) {
     cmd->add_option("--batch", batch)->check(CLI::Range(1, 1024));
     cmd->add_option("--iters", iters)->check(CLI::Range(1, 1000));
   }
+  StepModelOptions step_options;
+  std::string scratch_stem = clip::stem_name(step_options.scratch_stem), profile;
+  step->add_option("--scratch-stem", scratch_stem, "WEIGHTS none: conv_stack or conv_encoder");
+  step->add_flag("--fixed-prompts", step_options.fixed_prompts, "the template ensemble instead of learned prompts");
+  step->add_option("--margin", step_options.margin, "margin loss m (0: off)")->check(CLI::Range(0.0, 2.0));
+  step->add_option("--profile", profile, "write LibTorch's autograd profile of the timed steps here (Chrome trace)");
   encode->add_option("--embeddings", embeddings, "write the embeddings here (raw float32)");
   init->add_option("out", out, "checkpoint to write")->required();
   CLI11_PARSE(app, argc, argv);
@@ -191,7 +233,8 @@ int main(int argc, char** argv) {
     } else if (*encode) {
       result = run_encode(weights, dtype, device, batch, iters, embeddings);
     } else if (*step) {
-      result = run_train_step(weights, dtype, device, batch, iters);
+      step_options.scratch_stem = clip::stem_from_name(scratch_stem);
+      result = run_train_step(weights, dtype, device, batch, iters, step_options, profile);
     } else {
       init_checkpoint(weights, out);
       result = {{"what", "init-checkpoint"}, {"path", out}};

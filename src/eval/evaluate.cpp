@@ -155,6 +155,22 @@ bool has_both_classes(const torch::Tensor& labels) {
   return labels.numel() > 0 && labels.max().item<int64_t>() == 1 && labels.min().item<int64_t>() == 0;
 }
 
+bool has_lesion(const Pooled& p) {
+  for (const auto& m : p.masks)
+    if (m.gt(0.5).any().item<bool>()) return true;
+  return false;
+}
+
+// Every pixel of every map with a mask, as one ranking: {[P] scores, [P] bool lesion}.
+std::pair<torch::Tensor, torch::Tensor> pooled_pixels(const Pooled& p) {
+  std::vector<torch::Tensor> flat_maps, flat_masks;
+  for (size_t i = 0; i < p.maps.size(); ++i) {
+    flat_maps.push_back(p.maps[i].flatten());
+    flat_masks.push_back(p.masks[i].flatten());
+  }
+  return {torch::cat(flat_maps), torch::cat(flat_masks).gt(0.5)};
+}
+
 }  // namespace
 
 model::Calibration calibrate(const std::vector<ImageResult>& results) {
@@ -162,9 +178,7 @@ model::Calibration calibrate(const std::vector<ImageResult>& results) {
   const auto p = pool(results);
   if (!has_both_classes(p.labels)) return c;
   c.image_threshold = metric_f1_max(p.scores, p.labels).threshold;
-  bool any_lesion = false;
-  for (const auto& m : p.masks) any_lesion = any_lesion || m.gt(0.5).any().item<bool>();
-  if (any_lesion) c.pixel_threshold = metric_dice_max(p.maps, p.masks).threshold;
+  if (has_lesion(p)) c.pixel_threshold = metric_dice_max(p.maps, p.masks).threshold;
   c.calibrated = true;
   return c;
 }
@@ -186,16 +200,9 @@ nlohmann::json compute_metrics(const std::vector<ImageResult>& results, const mo
   image["sensitivity"] = number_or_null(counts.tp + counts.fn ? counts.sensitivity() : nan);
   image["specificity"] = number_or_null(counts.tn + counts.fp ? counts.specificity() : nan);
 
-  bool any_lesion = false;
-  for (const auto& m : p.masks) any_lesion = any_lesion || m.gt(0.5).any().item<bool>();
   pixel["images"] = p.masks.size();
-  if (any_lesion) {
-    std::vector<torch::Tensor> flat_maps, flat_masks;
-    for (size_t i = 0; i < p.maps.size(); ++i) {
-      flat_maps.push_back(p.maps[i].flatten());
-      flat_masks.push_back(p.masks[i].flatten());
-    }
-    const auto all_maps = torch::cat(flat_maps), all_masks = torch::cat(flat_masks).gt(0.5);
+  if (has_lesion(p)) {
+    const auto [all_maps, all_masks] = pooled_pixels(p);
     pixel["auroc"] = number_or_null(metric_auroc(all_maps, all_masks));
     pixel["ap"] = number_or_null(metric_average_precision(all_maps, all_masks));
     pixel["aupro_0.3"] = number_or_null(metric_aupro(p.maps, p.masks, 0.3));
@@ -238,11 +245,15 @@ void write_per_image_csv(const std::string& path, const std::vector<ImageResult>
   write_file_atomic(path, csv.str());
 }
 
-double selection_score(const nlohmann::json& metrics) {
+double selection_score(const std::vector<ImageResult>& results) {
+  const auto p = pool(results);
   double sum = 0;
   int n = 0;
-  for (const auto* v : {&metrics["image"]["auroc"], &metrics["pixel"]["auroc"]})
-    if (v->is_number()) sum += v->get<double>(), ++n;
+  if (has_both_classes(p.labels)) sum += metric_auroc(p.scores, p.labels), ++n;
+  if (has_lesion(p)) {
+    const auto [maps, masks] = pooled_pixels(p);
+    sum += metric_auroc(maps, masks), ++n;
+  }
   return n ? sum / n : 0.0;
 }
 

@@ -282,8 +282,7 @@ TrainSummary train(const TrainOptions& o) {
 
     model->eval();
     const auto results = eval::evaluate_samples(*model, preprocess, valid_samples, o.batch_size, false);
-    const auto metrics = eval::compute_metrics(results, model::Calibration{});
-    const double score = eval::selection_score(metrics);
+    const double score = eval::selection_score(results);
     const bool improved = score > best;
     if (improved) {
       best = score;

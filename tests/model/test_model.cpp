@@ -168,6 +168,29 @@ TEST(ModelTpca, MatchesBruteForceAttentionAndMasksPadding) {
   EXPECT_FALSE(torch::allclose(tpca->forward(patches, changed, valid), out));
 }
 
+// bf16 compute (products in bf16, weights fp32) against the fp32 path, at the demo
+// model's size: 256 patches, 66 valid prompt tokens of 80, joint width 128, 8 heads. Inputs are
+// scaled so the attention is far from uniform, and the comparison is of what attention adds to
+// the patches (out - LN(patches)): LN(patches) alone would hide an error in it.
+TEST(ModelTpca, Bf16AgreesWithFp32AtTheDemoSize) {
+  torch::manual_seed(4);
+  TokenPatchCrossAttention tpca(128, 8);
+  const auto patches = (3 * torch::randn({4, 256, 128})).requires_grad_();
+  const auto tokens = 3 * torch::randn({80, 128});
+  const auto valid = torch::arange(80) < 66;
+  const auto added = [&] { return tpca->forward(patches, tokens, valid) - tpca->norm(patches); };
+  const auto reference = added();
+  const auto reference_grad = torch::autograd::grad({reference.pow(2).sum()}, {patches})[0];
+  tpca->compute_dtype = torch::kBFloat16;
+  const auto out = added();
+  ASSERT_EQ(out.scalar_type(), torch::kFloat32);
+  const auto grad = torch::autograd::grad({out.pow(2).sum()}, {patches})[0];
+  const auto row_cosine = torch::cosine_similarity(out.flatten(0, 1), reference.flatten(0, 1), 1);
+  EXPECT_GT(row_cosine.min().item<double>(), 0.99);
+  EXPECT_GT(torch::cosine_similarity(out.flatten(), reference.flatten(), 0).item<double>(), 0.999);
+  EXPECT_GT(torch::cosine_similarity(grad.flatten(), reference_grad.flatten(), 0).item<double>(), 0.999);
+}
+
 TEST(ModelMedSad, OutputsHaveDesignShapesAndOnlyNewPartsTrain) {
   auto& f = fixture();
   MedSadClip model(f.clip, *f.tokenizer, small_config());
