@@ -155,24 +155,11 @@ nlohmann::json run_train_step(const std::string& weights, torch::Dtype precision
   const auto has_mask = torch::ones({batch}, torch::TensorOptions().dtype(torch::kBool).device(device));
   const auto step = [&] { (void)train::train_step(*model, optimizer, trainable, images, masks, has_mask, labels); };
   if (!profile.empty()) {
+    std::ofstream trace_file(profile);
+    if (!trace_file) fail(profile, "cannot be written");
     step();  // warm-up outside the trace
-    namespace P = torch::autograd::profiler;
-    P::enableProfilerLegacy(torch::profiler::impl::ProfilerConfig(torch::profiler::impl::ProfilerState::CPU, true));
+    torch::autograd::profiler::RecordProfile trace(trace_file);
     for (int i = 0; i < iters; ++i) step();
-    auto lists = P::disableProfilerLegacy();
-    std::ofstream o(profile);
-    for (auto& l : lists) {
-      std::vector<const P::LegacyEvent*> stack;
-      for (auto& e : l) {
-        if (e.kindStr() == std::string("push")) { stack.push_back(&e); continue; }
-        if (e.kindStr() == std::string("pop") && !stack.empty()) {
-          auto* s0 = stack.back(); stack.pop_back();
-          std::string shp;
-          for (auto& v : s0->shapes()) { shp += "["; for (auto d : v) shp += std::to_string(d) + ","; shp += "]"; }
-          o << s0->name() << "\t" << shp << "\t" << s0->cpuElapsedUs(e) << "\t" << stack.size() << "\n";
-        }
-      }
-    }
   }
   const double seconds = median_seconds(step, iters, device);
   return {{"what", "train-step"}, {"seconds", seconds}, {"peak_rss_mb", peak_rss_mb()}};
