@@ -539,11 +539,23 @@ TEST(BootstrapInterval, DegenerateCases) {
 // The per-epoch model-selection score: the mean of image AUROC and pooled pixel AUROC, each by
 // brute force here; whichever the split supports alone; 0 with neither.
 TEST(SelectionScore, MeanOfImageAndPixelAurocByBruteForce) {
+  // Brute-force pixel AUROC over every map that has a mask.
+  const auto pixel_auroc = [](const std::vector<ImageResult>& results) {
+    std::vector<double> pixels;
+    std::vector<int> lesion;
+    for (const auto& r : results)
+      if (r.mask.defined())
+        for (int64_t k = 0; k < r.mask.numel(); ++k) {
+          pixels.push_back(r.map.flatten()[k].item<double>());
+          lesion.push_back(r.mask.flatten()[k].item<double>() > 0.5);
+        }
+    return brute_auroc(pixels, lesion);
+  };
   std::mt19937 rng(5);
   std::uniform_real_distribution<double> u(0, 1);
   std::vector<ImageResult> results;
-  std::vector<double> scores, pixels;
-  std::vector<int> labels, pixel_labels;
+  std::vector<double> scores;
+  std::vector<int> labels;
   for (int i = 0; i < 12; ++i) {
     ImageResult r;
     r.label = i % 3 == 0;
@@ -554,18 +566,13 @@ TEST(SelectionScore, MeanOfImageAndPixelAurocByBruteForce) {
     if (i == 4) r.mask = torch::Tensor();  // a normal image without a mask file: image level only
     scores.push_back(r.score);
     labels.push_back(r.label);
-    if (r.mask.defined())
-      for (int64_t k = 0; k < 12; ++k) {
-        pixels.push_back(r.map.flatten()[k].item<double>());
-        pixel_labels.push_back(r.mask.flatten()[k].item<double>() > 0.5);
-      }
     results.push_back(r);
   }
   ImageResult unreadable;
   unreadable.error = "cannot decode";
   results.push_back(unreadable);
-  const double image = brute_auroc(scores, labels), pixel = brute_auroc(pixels, pixel_labels);
-  EXPECT_NEAR(selection_score(results), (image + pixel) / 2, 1e-12);
+  const double image = brute_auroc(scores, labels);
+  EXPECT_NEAR(selection_score(results), (image + pixel_auroc(results)) / 2, 1e-12);
 
   auto no_masks = results;
   for (auto& r : no_masks) r.mask = torch::Tensor();
@@ -573,14 +580,7 @@ TEST(SelectionScore, MeanOfImageAndPixelAurocByBruteForce) {
   auto abnormal_only = results;
   abnormal_only.erase(std::remove_if(abnormal_only.begin(), abnormal_only.end(), [](auto& r) { return r.label != 1; }),
                       abnormal_only.end());
-  std::vector<double> abnormal_pixels;
-  std::vector<int> abnormal_pixel_labels;
-  for (const auto& r : abnormal_only)
-    for (int64_t k = 0; k < 12; ++k) {
-      abnormal_pixels.push_back(r.map.flatten()[k].item<double>());
-      abnormal_pixel_labels.push_back(r.mask.flatten()[k].item<double>() > 0.5);
-    }
-  EXPECT_NEAR(selection_score(abnormal_only), brute_auroc(abnormal_pixels, abnormal_pixel_labels), 1e-12);
+  EXPECT_NEAR(selection_score(abnormal_only), pixel_auroc(abnormal_only), 1e-12);
   for (auto& r : abnormal_only) r.mask = torch::Tensor();
   EXPECT_EQ(selection_score(abnormal_only), 0.0);
 }
