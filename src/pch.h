@@ -2,7 +2,6 @@
 #pragma once
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>
-#include <spdlog/spdlog.h>
 #include <cstdint>
 #include <map>
 #include <memory>

@@ -31,7 +31,7 @@
 #include "core/runtime.h"
 #include "model/checkpoint.h"
 #include "model/medsad_clip.h"
-#include "train/trainer.h"
+#include "train/train_step.h"
 
 namespace {
 using namespace medsad;

@@ -11,7 +11,6 @@
 #include <sstream>
 #include <thread>
 
-#include <opencv2/core/utils/logger.hpp>
 #include <torch/torch.h>
 
 #include "core/error.h"
@@ -121,9 +120,6 @@ void configure_process(char** argv) {
   // Keeping blocks up to 32 MB (glibc's maximum) in the heap measured 1.4x faster training.
   ::mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
   ::mallopt(M_TRIM_THRESHOLD, 1024 * 1024 * 1024);
-  // OpenCV's codecs log their own warnings about a bad file ("[ WARN:0@0.27] ... TIFF ..."); medsad
-  // reports each such file once, in its own one-line error.
-  cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_ERROR);
 }
 
 }  // namespace medsad

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <limits>
 
+#include <opencv2/core/utils/logger.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
@@ -52,6 +53,13 @@ std::string truncation_problem(const unsigned char* data, size_t size) {
 cv::Mat decode_bytes(const unsigned char* data, size_t size, const std::string& name, const std::string& what) {
   const std::string truncated = truncation_problem(data, size);
   if (!truncated.empty()) fail(name, truncated);
+  // OpenCV's codecs log their own warnings about a bad file ("[ WARN:0@0.27] ... TIFF ...");
+  // medsad reports each such file once, in its own one-line error.
+  static const bool codec_warnings_off = [] {
+    cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_ERROR);
+    return true;
+  }();
+  (void)codec_warnings_off;
   cv::Mat image;
   try {
     image = cv::imdecode(cv::Mat(1, static_cast<int>(size), CV_8U, const_cast<unsigned char*>(data)),

@@ -24,6 +24,7 @@
 #include "model/checkpoint.h"
 #include "model/losses.h"
 #include "model/medsad_clip.h"
+#include "train/train_step.h"
 
 namespace medsad::train {
 namespace fs = std::filesystem;
@@ -131,18 +132,6 @@ void TrainOptions::validate() const {
   if (!(weight_decay >= 0 && weight_decay < 1)) fail("", "--weight-decay must be in [0, 1)");
   if (warmup_steps < 0 || warmup_steps > 10000000) fail("", "--warmup must be between 0 and 10000000 steps");
   if (resume && overwrite) fail("", "--resume and --overwrite exclude each other");
-}
-
-model::LossTerms train_step(model::MedSadClipImpl& model, torch::optim::Optimizer& optimizer,
-                            std::vector<torch::Tensor>& trainable, const torch::Tensor& images,
-                            const torch::Tensor& masks, const torch::Tensor& has_mask, const torch::Tensor& labels) {
-  const auto out = model.forward(images);
-  auto terms = model::medsad_loss(out, masks, has_mask, labels, model.config);
-  optimizer.zero_grad();
-  terms.total.backward();
-  torch::nn::utils::clip_grad_norm_(trainable, 1.0);
-  optimizer.step();
-  return terms;
 }
 
 TrainSummary train(const TrainOptions& o) {

@@ -46,13 +46,6 @@ struct TrainSummary {
   int64_t best_epoch = 0;
 };
 
-// One optimisation step on a batch: forward, the design's losses, backward, gradient clipping at
-// norm 1, optimizer step. images: [B, 3, S, S] normalised; masks: [B, S, S]; has_mask: [B] bool;
-// labels: [B] int64, all on the model's device. `trainable` is what the optimizer updates.
-model::LossTerms train_step(model::MedSadClipImpl& model, torch::optim::Optimizer& optimizer,
-                            std::vector<torch::Tensor>& trainable, const torch::Tensor& images,
-                            const torch::Tensor& masks, const torch::Tensor& has_mask, const torch::Tensor& labels);
-
 // Runs training to completion, writing checkpoints atomically. Throws Error on bad input.
 TrainSummary train(const TrainOptions& options);
 
