@@ -4,7 +4,8 @@
 An independent CLIP ViT (OpenAI's layout and key names, so that `medsad` loads the very same
 weights) and a MedSAD-CLIP training step (adapters at four tap blocks, learned prompts through
 the text tower, Token-Patch Cross-Attention, focal + Dice + BCE + margin losses, AdamW), in fp32
-eager mode as Debian's python3-torch ships it. Nothing here imports the project.
+eager mode as Debian's python3-torch ships it (or on a GPU, --device cuda). Nothing here imports
+the project.
 
   reference.py weights ARCH OUT.pt          random weights (fp16, as OpenAI ships CLIP)
   reference.py encode ARCH OUT.pt --batch B --iters N --embeddings E.f32
@@ -118,7 +119,7 @@ class Clip(nn.Module):
         nn.init.normal_(self.token_embedding.weight, std=0.02)
 
     def encode_embeddings(self, x):  # [K, L, Dt] token embeddings -> [K, L, E] projected tokens
-        mask = torch.full((CONTEXT, CONTEXT), float("-inf")).triu(1)
+        mask = torch.full((CONTEXT, CONTEXT), float("-inf"), device=x.device).triu(1)
         x = x + self.positional_embedding
         for block in self.transformer.resblocks:
             x = block(x, mask)
@@ -130,21 +131,26 @@ def example_images(batch, side):
     return torch.sin(torch.arange(batch * 3 * side * side, dtype=torch.float32) * 1e-3).reshape(batch, 3, side, side)
 
 
-def timed(fn, iters):
-    fn()  # warm-up: first-touch allocation and one-time kernel selection
+def timed(fn, iters, device):
+    """Median seconds of `iters` runs after a warm-up; on a GPU each run ends when its kernels do."""
+    def run():
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    run()  # warm-up: first-touch allocation and one-time kernel selection
     times = []
     for _ in range(iters):
         start = time.perf_counter()
-        fn()
+        run()
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
 
-def load(arch, path):
+def load(arch, path, device):
     model = Clip(ARCHS[arch])
     state = torch.load(path)
     model.load_state_dict({k: v.float() for k, v in state.items()})
-    return model.eval()
+    return model.eval().to(device)
 
 
 def cmd_weights(args):
@@ -154,14 +160,14 @@ def cmd_weights(args):
 
 
 def cmd_encode(args):
-    model = load(args.arch, args.weights).visual
+    model = load(args.arch, args.weights, args.device).visual
     for p in model.parameters():
         p.requires_grad_(False)
-    images = example_images(args.batch, ARCHS[args.arch]["image"])
+    images = example_images(args.batch, ARCHS[args.arch]["image"]).to(args.device)
     with torch.no_grad():
-        seconds = timed(lambda: model(images), args.iters)
+        seconds = timed(lambda: model(images), args.iters, args.device)
         if args.embeddings:
-            model(images).numpy().tofile(args.embeddings)  # raw float32, row-major [B, E]
+            model(images).cpu().numpy().tofile(args.embeddings)  # raw float32, row-major [B, E]
     print(json.dumps({"what": "encode", "arch": args.arch, "batch": args.batch, "seconds": seconds,
                       "images_per_s": args.batch / seconds,
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
@@ -183,20 +189,23 @@ class MedSadHead(nn.Module):
         self.taps = [a["layers"] * (i + 1) // levels for i in range(levels)]
 
 
-def train_step_fn(clip, head, batch, side, tau=100.0, beta=0.1, margin=0.2):
+def train_step_fn(clip, head, batch, side, device, tau=100.0, beta=0.1, margin=0.2):
     """One MedSAD-CLIP step; returns a closure that runs forward, losses, backward and AdamW."""
     torch.manual_seed(0)
-    images = example_images(batch, side)
+    images = example_images(batch, side).to(device)
     masks = (torch.rand(batch, side, side) < 0.05).float()
     masks[: batch // 2] = 0
-    labels = (torch.arange(batch) >= batch // 2).long()
+    masks = masks.to(device)
+    labels = (torch.arange(batch) >= batch // 2).long().to(device)
     # SOT, M context slots, "normal|abnormal brain mri .", EOT, padding
     M = head.context.shape[1]
     ids = torch.zeros(2, CONTEXT, dtype=torch.long)
     for c in range(2):
         words = [1000 + c, 2000, 3000, 269]
         ids[c, : M + len(words) + 2] = torch.tensor([49406] + [0] * M + words + [49407])
+    ids = ids.to(device)
     eot = ids.argmax(-1)
+    head.to(device)
     optimizer = torch.optim.AdamW([p for p in head.parameters()], lr=1e-3)
     visual = clip.visual
 
@@ -204,8 +213,8 @@ def train_step_fn(clip, head, batch, side, tau=100.0, beta=0.1, margin=0.2):
         emb = clip.token_embedding(ids)
         emb = torch.cat([emb[:, :1], head.context, emb[:, 1 + M:]], 1)
         text_tokens = clip.encode_embeddings(emb)  # [2, L, E]
-        text_global = F.normalize(text_tokens[torch.arange(2), eot], dim=-1)  # [2, E]
-        valid = (torch.arange(CONTEXT)[None] <= eot[:, None]).reshape(-1)
+        text_global = F.normalize(text_tokens[torch.arange(2, device=device), eot], dim=-1)  # [2, E]
+        valid = (torch.arange(CONTEXT, device=device)[None] <= eot[:, None]).reshape(-1)
         kv = text_tokens.reshape(1, 2 * CONTEXT, -1)[:, valid]
         x = visual.embed(images)
         level_logits, class_feats, level = [], [], 0
@@ -249,11 +258,11 @@ def train_step_fn(clip, head, batch, side, tau=100.0, beta=0.1, margin=0.2):
 
 def cmd_train_step(args):
     a = ARCHS[args.arch]
-    clip = load(args.arch, args.weights)
+    clip = load(args.arch, args.weights, args.device)
     for p in clip.parameters():
         p.requires_grad_(False)
     head = MedSadHead(a)
-    seconds = timed(train_step_fn(clip, head, args.batch, a["image"]), args.iters)
+    seconds = timed(train_step_fn(clip, head, args.batch, a["image"], args.device), args.iters, args.device)
     print(json.dumps({"what": "train-step", "arch": args.arch, "batch": args.batch, "seconds": seconds}))
 
 
@@ -269,6 +278,7 @@ def main():
         p.add_argument("--threads", type=int, default=0)
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--embeddings", default="")
+        p.add_argument("--device", type=torch.device, default="cpu", help="cpu, cuda or cuda:N")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
