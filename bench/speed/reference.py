@@ -266,6 +266,13 @@ def cmd_train_step(args):
     print(json.dumps({"what": "train-step", "arch": args.arch, "batch": args.batch, "seconds": seconds}))
 
 
+def parse_device(name):
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise argparse.ArgumentTypeError(f"not a device name: {name!r} (cpu, cuda or cuda:N)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -278,7 +285,7 @@ def main():
         p.add_argument("--threads", type=int, default=0)
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--embeddings", default="")
-        p.add_argument("--device", type=torch.device, default="cpu", help="cpu, cuda or cuda:N")
+        p.add_argument("--device", type=parse_device, default="cpu", help="cpu, cuda or cuda:N")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
