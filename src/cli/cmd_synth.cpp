@@ -18,6 +18,7 @@ void setup_synth_command(CLI::App& app, Action& action) {
     data::SynthOptions synth;
     std::vector<std::string> volumes, masks;
     std::string difficulty = "medium";
+    double variation = 1;
   };
   auto o = std::make_shared<Options>();
   auto& s = o->synth;
@@ -35,11 +36,15 @@ void setup_synth_command(CLI::App& app, Action& action) {
   cmd->add_option("--abnormal-fraction", s.abnormal_fraction, "share of images with a lesion (default 0.5)");
   cmd->add_option("--seed", s.seed, "seed of every random choice (default 0)");
   cmd->add_option("--difficulty", o->difficulty, "lesion size and contrast: easy, medium or hard (default medium)");
+  cmd->add_option("--variation", o->variation,
+                  "per-image variation (warp, bias field, gamma, contrast, noise) as a multiple of the "
+                  "default amplitudes: 0 none, 1 the default, at most 3");
   cmd->add_option("--montage", s.montage, "also write a PNG grid of examples with the lesions outlined");
   cmd->callback([&action, o, cmd, volume_option, mask_option] {
     action = [o, cmd, volume_option, mask_option] {
       auto options = o->synth;
       options.difficulty = data::LesionDifficulty::from_name(o->difficulty);
+      options.variation = data::VariationOptions::scaled(o->variation);
       if (!o->volumes.empty()) {
         // CLI11 records every value in command-line order: a mask belongs to the volume before it.
         options.volumes.clear();

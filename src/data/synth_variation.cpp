@@ -14,6 +14,16 @@ namespace medsad::data {
 
 VariationOptions VariationOptions::none() { return {0, 0, 0, 0, 0, 1, 0, 0}; }
 
+VariationOptions VariationOptions::scaled(double factor) {
+  check_range("variation", factor, 0, 3);
+  VariationOptions v;
+  for (double* amplitude : {&v.max_rotation_deg, &v.max_scale, &v.max_shift, &v.elastic, &v.bias, &v.max_contrast,
+                            &v.max_noise})
+    *amplitude *= factor;
+  v.max_gamma = std::pow(v.max_gamma, factor);
+  return v;
+}
+
 void VariationOptions::validate() const {
   check_range("variation max_rotation_deg", max_rotation_deg, 0, 45);
   check_range("variation max_scale", max_scale, 0, 0.5);

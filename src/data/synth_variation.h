@@ -21,6 +21,9 @@ struct VariationOptions {
   double max_noise = 0.025;       // Rician noise sd drawn in [0, this] (intensities in [0, 1])
 
   static VariationOptions none();  // the identity: every amplitude 0, gamma 1
+  // The defaults with every amplitude times `factor` (gamma's range as a power: 1.25^factor),
+  // factor in [0, 3]: 0 is none(), 1 the defaults. `medsad synth --variation`.
+  static VariationOptions scaled(double factor);
   void validate() const;           // throws Error naming the field and its bad value
   nlohmann::json to_json() const;
 };

@@ -1,6 +1,7 @@
 // Synthetic lesions and variation on a hand-made slice: every lesion kind stays inside the
 // brain, its mask is exactly what it changed, and the variation moves image and mask alike.
 #include <cmath>
+#include <vector>
 
 #include <opencv2/imgproc.hpp>
 
@@ -78,6 +79,24 @@ TEST(SynthVariation, NoneIsTheIdentity) {
   apply_variation(image, mask, VariationOptions::none(), rng);
   EXPECT_EQ(count(image != slice.image), 0);
   EXPECT_EQ(count(mask != slice.brain), 0);
+}
+
+TEST(SynthVariation, ScaledMultipliesTheDefaultAmplitudes) {
+  const VariationOptions defaults, none = VariationOptions::none();
+  const auto fields = [](const VariationOptions& v) {
+    return std::vector<double>{v.max_rotation_deg, v.max_scale, v.max_shift, v.elastic,
+                               v.bias,             v.max_gamma, v.max_contrast, v.max_noise};
+  };
+  EXPECT_EQ(fields(VariationOptions::scaled(0)), fields(none));
+  EXPECT_EQ(fields(VariationOptions::scaled(1)), fields(defaults));
+  const VariationOptions doubled = VariationOptions::scaled(2);
+  EXPECT_DOUBLE_EQ(doubled.max_rotation_deg, 2 * defaults.max_rotation_deg);
+  EXPECT_DOUBLE_EQ(doubled.elastic, 2 * defaults.elastic);
+  EXPECT_DOUBLE_EQ(doubled.max_noise, 2 * defaults.max_noise);
+  EXPECT_DOUBLE_EQ(doubled.max_gamma, defaults.max_gamma * defaults.max_gamma);
+  EXPECT_NO_THROW(VariationOptions::scaled(3).validate());
+  EXPECT_THROW((void)VariationOptions::scaled(-0.5), Error);
+  EXPECT_THROW((void)VariationOptions::scaled(3.5), Error);
 }
 
 TEST(SynthVariation, ImageAndMaskMoveAlike) {
