@@ -30,7 +30,8 @@ import json, sys
 model, base, secs = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), sys.argv[3]
 rows = [("image AUROC", "image", "auroc"), ("image AP", "image", "ap"), ("sensitivity @ thr", "image", "sensitivity"),
         ("specificity @ thr", "image", "specificity"), ("pixel AUROC", "pixel", "auroc"), ("pixel AP", "pixel", "ap"),
-        ("AUPRO (FPR<=0.3)", "pixel", "aupro_0.3"), ("mean Dice @ thr", "pixel", "mean_dice")]
+        ("AUPRO (FPR<=0.3)", "pixel", "aupro_0.3"), ("mean Dice @ thr", "pixel", "mean_dice"),
+        ("normal px flagged", "pixel", "normal_flagged_fraction")]
 f = lambda v: "  n/a" if v is None else f"{v:6.3f}"
 # With its 95% bootstrap interval over the test images where eval gives one (image AUROC, Dice).
 fci = lambda g, k: f(g.get(k)) + (f" ({g[k + '_ci95'][0]:.2f}-{g[k + '_ci95'][1]:.2f})" if g.get(k + "_ci95") else "")

@@ -178,7 +178,7 @@ model::Calibration calibrate(const std::vector<ImageResult>& results) {
   const auto p = pool(results);
   if (!has_both_classes(p.labels)) return c;
   c.image_threshold = metric_f1_max(p.scores, p.labels).threshold;
-  if (has_lesion(p)) c.pixel_threshold = metric_dice_max(p.maps, p.masks).threshold;
+  if (has_lesion(p)) c.pixel_threshold = metric_mean_dice_max(p.maps, p.masks).threshold;
   c.calibrated = true;
   return c;
 }
@@ -221,6 +221,15 @@ nlohmann::json compute_metrics(const std::vector<ImageResult>& results, const mo
     pixel["mean_iou"] = number_or_null(dice.empty() ? nan : iou_sum / n);
   }
   pixel["threshold"] = calibration.pixel_threshold;
+  // What the pixel threshold costs on normal images: the mean share of their pixels it flags.
+  double flagged = 0;
+  int64_t normals = 0;
+  for (const auto& r : results)
+    if (r.error.empty() && r.label == 0 && r.map.defined()) {
+      flagged += r.map.to(torch::kFloat64).ge(calibration.pixel_threshold).to(torch::kFloat64).mean().item<double>();
+      ++normals;
+    }
+  pixel["normal_flagged_fraction"] = number_or_null(normals ? flagged / static_cast<double>(normals) : nan);
   int64_t skipped = 0;
   for (const auto& r : results) skipped += !r.error.empty();
   return {{"image", image}, {"pixel", pixel}, {"skipped_images", skipped}};

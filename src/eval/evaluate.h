@@ -46,7 +46,8 @@ std::vector<ImageResult> evaluate_samples(model::MedSadClipImpl& model, const cl
 // a non-empty lesion mask; nullopt otherwise (normal images, unknown masks, unreadable images).
 std::optional<double> lesion_dice(const ImageResult& result, double pixel_threshold);
 
-// Image threshold maximising F1 and pixel threshold maximising pooled Dice, on these results.
+// Image threshold maximising F1, and pixel threshold maximising the mean per-image Dice over the
+// images with a lesion (the mean Dice that compute_metrics reports), on these results.
 model::Calibration calibrate(const std::vector<ImageResult>& results);
 
 // Every metric of the design; NaN (JSON null) where the split lacks what a metric needs.

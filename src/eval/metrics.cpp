@@ -247,6 +247,50 @@ ThresholdScore metric_dice_max(const std::vector<torch::Tensor>& maps, const std
   return best_f1(ranked);
 }
 
+ThresholdScore metric_mean_dice_max(const std::vector<torch::Tensor>& maps, const std::vector<torch::Tensor>& masks) {
+  check_maps_and_masks("metric_mean_dice_max", maps, masks);
+  // Every pixel of the images with a lesion, tagged 2 * (image's index among them) + lesion.
+  std::vector<RankedSample> pixels;
+  std::vector<int64_t> lesion_pixels;  // [images with a lesion]
+  for (size_t i = 0; i < maps.size(); ++i) {
+    const auto positive = flat_positive(masks[i]);
+    const int64_t lesion = positive.sum().item<int64_t>();
+    if (lesion == 0) continue;
+    const auto image = static_cast<int32_t>(lesion_pixels.size());
+    lesion_pixels.push_back(lesion);
+    const size_t first = pixels.size();
+    append_samples("metric_mean_dice_max", maps[i], positive.data_ptr<bool>(), pixels);
+    for (size_t k = first; k < pixels.size(); ++k) pixels[k].tag += 2 * image;
+  }
+  if (lesion_pixels.empty()) return {kNan, kNan};
+  sort_descending(pixels);
+
+  // Lower the threshold one distinct score at a time; only the images of the pixels it admits
+  // change their Dice = 2 TP / (predicted + lesion), so the sum is updated for those alone.
+  const auto images = static_cast<double>(lesion_pixels.size());
+  std::vector<int64_t> tp(lesion_pixels.size(), 0), predicted(lesion_pixels.size(), 0);
+  const auto dice = [&](size_t j) {
+    return 2.0 * static_cast<double>(tp[j]) / static_cast<double>(predicted[j] + lesion_pixels[j]);
+  };
+  ThresholdScore best{-1.0, 0.0};
+  double dice_sum = 0;
+  const auto n = static_cast<int64_t>(pixels.size());
+  for (int64_t begin = 0; begin < n;) {
+    int64_t end = begin;
+    for (; end < n && pixels[end].score == pixels[begin].score; ++end) {
+      const auto j = static_cast<size_t>(pixels[end].tag >> 1);
+      dice_sum -= dice(j);
+      tp[j] += pixels[end].tag & 1;
+      ++predicted[j];
+      dice_sum += dice(j);
+    }
+    // Strictly greater: among equal means the first, i.e. highest, threshold wins.
+    if (dice_sum / images > best.value) best = {dice_sum / images, pixels[begin].score};
+    begin = end;
+  }
+  return best;
+}
+
 double metric_aupro(const std::vector<torch::Tensor>& maps, const std::vector<torch::Tensor>& masks, double fpr_limit) {
   check_maps_and_masks("metric_aupro", maps, masks);
   if (!(fpr_limit > 0.0 && fpr_limit <= 1.0))

@@ -74,6 +74,13 @@ struct ConfusionCounts {
 [[nodiscard]] ThresholdScore metric_dice_max(const std::vector<torch::Tensor>& maps,
                                              const std::vector<torch::Tensor>& masks);
 
+// Mean-Dice-max: the threshold that maximises the mean per-image Dice over the images with a
+// lesion pixel (images without one are left out, as in the reported mean Dice), over all
+// distinct pixel scores of those images. {NaN, NaN} if no image has a lesion pixel. Unlike
+// Dice-max, a small lesion weighs as much as a large one.
+[[nodiscard]] ThresholdScore metric_mean_dice_max(const std::vector<torch::Tensor>& maps,
+                                                  const std::vector<torch::Tensor>& masks);
+
 // Area under the per-region-overlap curve up to FPR = fpr_limit, divided by fpr_limit (so 1 is
 // perfect). Regions are the 8-connected components of every mask; PRO(t) is the mean over all
 // regions of all images of |region ∩ {map >= t}| / |region|; FPR(t) is the fraction of normal

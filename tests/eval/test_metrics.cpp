@@ -409,6 +409,54 @@ TEST(MetricPixelLevel, DiceMaxMatchesBruteForceOnPooledPixels) {
     }
 }
 
+// Mean over the images with a lesion of each image's Dice at threshold t, counted pixel by pixel.
+double brute_mean_dice(const std::vector<Image>& images, double t) {
+  double sum = 0;
+  int lesion_images = 0;
+  for (const auto& image : images) {
+    const Counts c = brute_counts(std::vector<double>(image.map.begin(), image.map.end()), image.mask, t);
+    if (c.tp + c.fn == 0) continue;
+    sum += 2.0 * static_cast<double>(c.tp) / static_cast<double>(2 * c.tp + c.fp + c.fn);
+    ++lesion_images;
+  }
+  return sum / lesion_images;
+}
+
+TEST(MetricPixelLevel, MeanDiceMaxMatchesBruteForcePerImage) {
+  for (uint32_t seed = 1; seed <= 5; ++seed)
+    for (bool rounded : {true, false}) {
+      const auto images = random_images(seed, rounded);
+      std::vector<torch::Tensor> maps, masks;
+      image_tensors(images, maps, masks);
+      std::vector<double> pooled;
+      for (const auto& image : images) pooled.insert(pooled.end(), image.map.begin(), image.map.end());
+      ThresholdScore expected{-1, 0};
+      for (double t : distinct_descending(pooled))
+        if (const double mean = brute_mean_dice(images, t); mean > expected.value + 1e-12) expected = {mean, t};
+      SCOPED_TRACE("seed " + std::to_string(seed) + (rounded ? " rounded" : " distinct"));
+      const auto best = metric_mean_dice_max(maps, masks);
+      EXPECT_NEAR(best.value, expected.value, 1e-12);
+      EXPECT_NEAR(brute_mean_dice(images, best.threshold), expected.value, 1e-12);
+    }
+}
+
+TEST(MetricMeanDiceMax, WeighsEveryLesionImageAlikeAndIgnoresNormalImages) {
+  // Image 0: an 8-pixel lesion scored 0.8; image 1: a 1-pixel lesion scored 0.5 beside two 0.6
+  // pixels; image 2 is normal, with a 0.9 pixel. Mean Dice over images 0 and 1 at thresholds
+  // 0.9: 0; 0.8: (1 + 0) / 2; 0.6: (1 + 0) / 2; 0.5: (1 + 2/4) / 2 = 0.75; 0.1: (16/18 + 2/5) / 2.
+  // Pooled Dice-max stays at 0.8 (16/18: the large lesion outweighs the small one).
+  const std::vector<torch::Tensor> maps{
+      floats({0.8f, 0.8f, 0.8f, 0.8f, 0.8f, 0.8f, 0.8f, 0.8f, 0.1f, 0.1f}).reshape({2, 5}),
+      floats({0.5f, 0.6f, 0.6f, 0.1f}).reshape({1, 4}), floats({0.9f, 0.1f}).reshape({1, 2})};
+  const std::vector<torch::Tensor> masks{ints({1, 1, 1, 1, 1, 1, 1, 1, 0, 0}).reshape({2, 5}),
+                                         ints({1, 0, 0, 0}).reshape({1, 4}), ints({0, 0}).reshape({1, 2})};
+  const auto best = metric_mean_dice_max(maps, masks);
+  EXPECT_DOUBLE_EQ(best.value, 0.75);
+  EXPECT_EQ(best.threshold, static_cast<double>(0.5f));
+  EXPECT_EQ(metric_dice_max(maps, masks).threshold, static_cast<double>(0.8f));
+  EXPECT_TRUE(std::isnan(metric_mean_dice_max({maps[2]}, {masks[2]}).value));
+}
+
 TEST(MetricPixelLevel, AuproMatchesBruteForce) {
   for (uint32_t seed = 1; seed <= 5; ++seed)
     for (bool rounded : {true, false}) {
