@@ -1,7 +1,8 @@
 // `medsad eval`: a trained checkpoint on one split of a dataset: metrics.json, per_image.csv;
 // with --save-maps, each anomaly map as a 16-bit PNG (value = score x 65535) at the image's size;
 // with --cases K, picture panels of the K best and K worst segmented lesions and of the K
-// highest-scoring normal images (the likeliest false alarms).
+// highest-scoring normal images (the likeliest false alarms). `medsad calibrate`: the thresholds
+// chosen again on a split, written into a copy of the checkpoint.
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
@@ -68,6 +69,40 @@ void write_case_panels(const fs::path& dir, const std::vector<eval::ImageResult>
   }
 }
 
+// A trained checkpoint scored on one split of a dataset, carved with the seed training used
+// unless --seed was given.
+struct ScoredSplit {
+  model::TrainedModel trained;
+  std::string root;
+  std::vector<eval::ImageResult> results;
+};
+ScoredSplit score_split(const std::string& checkpoint, const std::string& weights, const std::string& bpe,
+                        const ComputeOptions& compute_options, DatasetOptions data, bool seed_given,
+                        const std::string& split_name, int64_t batch) {
+  const auto compute = resolve_compute_options(compute_options);
+  ScoredSplit out{model::load_trained_model(checkpoint, weights, bpe, compute.precision, compute.device), "", {}};
+  auto spec = resolve_dataset_options(data);
+  if (!seed_given) spec.seed = out.trained.info.training.value("seed", uint64_t(0));
+  out.root = spec.root;
+  const auto dataset = data::load_dataset(spec);
+  std::fprintf(stderr, "%s", data::dataset_summary(dataset).c_str());
+  const auto split = split_name == "train" ? data::Split::Train
+                     : split_name == "valid" ? data::Split::Valid
+                                             : data::Split::Test;
+  const auto samples = dataset.split(split);
+  if (samples.empty()) fail(spec.root, "the " + split_name + " split is empty");
+  out.results = eval::evaluate_samples(*out.trained.model, out.trained.preprocess, samples, batch, true);
+  return out;
+}
+
+// Unreadable images: one line each on stderr, then an Error if there were any.
+void fail_on_skipped(const std::vector<eval::ImageResult>& results) {
+  int64_t skipped = 0;
+  for (const auto& r : results)
+    if (!r.error.empty()) std::fprintf(stderr, "medsad: error: %s (skipped)\n", r.error.c_str()), ++skipped;
+  if (skipped) fail("", std::to_string(skipped) + " of " + std::to_string(results.size()) + " images could not be read");
+}
+
 }  // namespace
 
 void setup_eval_command(CLI::App& app, Action& action) {
@@ -98,19 +133,11 @@ void setup_eval_command(CLI::App& app, Action& action) {
   cmd->callback([&action, o, seed_option] {
     action = [o, seed_option] {
       apply_window_option(o->window);
-      const auto compute = resolve_compute_options(o->compute);
-      auto trained = model::load_trained_model(o->model, o->weights, o->bpe, compute.precision, compute.device);
-      auto spec = resolve_dataset_options(o->data);
-      // The splits must be the ones training carved: reuse its seed unless told otherwise.
-      if (seed_option->count() == 0) spec.seed = trained.info.training.value("seed", uint64_t(0));
-      const auto dataset = data::load_dataset(spec);
-      std::fprintf(stderr, "%s", data::dataset_summary(dataset).c_str());
-      const auto split = o->split == "train" ? data::Split::Train : o->split == "valid" ? data::Split::Valid
-                                                                                        : data::Split::Test;
-      const auto samples = dataset.split(split);
-      if (samples.empty()) fail(spec.root, "the " + o->split + " split is empty");
-      const auto results = eval::evaluate_samples(*trained.model, trained.preprocess, samples, o->batch, true);
-      const auto& calibration = trained.info.calibration;
+      const auto scored = score_split(o->model, o->weights, o->bpe, o->compute, o->data, seed_option->count() > 0,
+                                      o->split, o->batch);
+      const auto& results = scored.results;
+      const auto& spec_root = scored.root;
+      const auto& calibration = scored.trained.info.calibration;
       fs::create_directories(o->out);
       const auto metrics = eval::compute_metrics(results, calibration);
       write_file_atomic((fs::path(o->out) / "metrics.json").string(), metrics.dump(2) + "\n");
@@ -118,17 +145,49 @@ void setup_eval_command(CLI::App& app, Action& action) {
       if (o->save_maps) {
         fs::create_directories(fs::path(o->out) / "maps");
         for (const auto& r : results)
-          if (r.error.empty()) write_png((fs::path(o->out) / "maps" / map_name(r.path, spec.root)).string(), eval::to_mat_u16(r.map));
+          if (r.error.empty()) write_png((fs::path(o->out) / "maps" / map_name(r.path, spec_root)).string(), eval::to_mat_u16(r.map));
       }
       if (!o->report.empty())
-        eval::write_html_report(o->report, "MedSAD-CLIP on " + spec.root + " (" + o->split + " split)", results, metrics,
+        eval::write_html_report(o->report, "MedSAD-CLIP on " + spec_root + " (" + o->split + " split)", results, metrics,
                                 calibration);
       if (o->cases > 0) write_case_panels(fs::path(o->out) / "cases", results, calibration, o->cases);
-      int64_t skipped = 0;
-      for (const auto& r : results)
-        if (!r.error.empty()) std::fprintf(stderr, "medsad: error: %s (skipped)\n", r.error.c_str()), ++skipped;
       std::printf("%s\n", metrics.dump().c_str());
-      if (skipped) fail("", std::to_string(skipped) + " of " + std::to_string(results.size()) + " images could not be read");
+      fail_on_skipped(results);
+    };
+  });
+
+  // `medsad calibrate`: the thresholds chosen again on a split (by default validation), for
+  // another site's data or after a change to how they are chosen, without retraining.
+  auto c = std::make_shared<Options>();
+  c->split = "valid";
+  auto* cal = app.add_subcommand("calibrate", "choose a trained model's image and pixel thresholds again on a "
+                                              "dataset split (default valid) and write the checkpoint with them");
+  cal->add_option("--model", c->model, "trained checkpoint (best.ckpt)")->required();
+  add_dataset_options(cal, c->data);
+  cal->add_option("--split", c->split, "train, valid or test (default valid)")
+      ->check(CLI::IsMember({"train", "valid", "test"}));
+  cal->add_option("--out", c->out, "the recalibrated checkpoint (may be --model itself; written atomically)")
+      ->required();
+  cal->add_option("--weights", c->weights, "CLIP backbone (default: the one recorded at training)");
+  cal->add_option("--bpe", c->bpe, "CLIP vocabulary (default: the one recorded at training)");
+  cal->add_option("--batch", c->batch, "batch size (default 8)")->check(CLI::Range(1, 4096));
+  add_compute_options(cal, c->compute);
+  add_window_option(cal, c->window);
+  auto* cal_seed = cal->get_option("--seed");
+  cal->callback([&action, c, cal_seed] {
+    action = [c, cal_seed] {
+      apply_window_option(c->window);
+      const auto scored = score_split(c->model, c->weights, c->bpe, c->compute, c->data, cal_seed->count() > 0,
+                                      c->split, c->batch);
+      fail_on_skipped(scored.results);
+      const auto calibration = eval::calibrate(scored.results);
+      if (!calibration.calibrated)
+        fail(scored.root, "the " + c->split + " split needs normal and abnormal images to calibrate on");
+      model::write_recalibrated_checkpoint(c->model, c->out, calibration);
+      const nlohmann::json line = {{"out", c->out}, {"split", c->split}, {"images", scored.results.size()},
+                                   {"before", scored.trained.info.calibration.to_json()},
+                                   {"after", calibration.to_json()}};
+      std::printf("%s\n", line.dump().c_str());
     };
   });
 }

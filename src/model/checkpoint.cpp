@@ -40,6 +40,15 @@ void save_checkpoint(const std::string& path, MedSadClipImpl& model, const Check
   write_safetensors(path, tensors, {{"medsad", meta.dump()}});
 }
 
+void write_recalibrated_checkpoint(const std::string& path, const std::string& out, const Calibration& calibration) {
+  (void)read_checkpoint_info(path);  // a medsad checkpoint of this format, or an Error naming it
+  auto meta = read_safetensors_metadata(path);
+  auto j = nlohmann::json::parse(meta.at("medsad"));
+  j["calibration"] = calibration.to_json();
+  meta["medsad"] = j.dump();
+  write_safetensors(out, read_safetensors(path), meta);
+}
+
 CheckpointInfo read_checkpoint_info(const std::string& path) {
   const auto meta = read_safetensors_metadata(path);
   const auto it = meta.find("medsad");

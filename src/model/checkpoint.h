@@ -20,7 +20,7 @@ namespace medsad::model {
 struct Calibration {
   bool calibrated = false;
   double image_threshold = 0.5;  // decision: score >= threshold (F1-max on validation)
-  double pixel_threshold = 0.5;  // lesion pixels: map >= threshold (Dice-max on validation)
+  double pixel_threshold = 0.5;  // lesion pixels: map >= threshold (mean-Dice-max on validation)
   nlohmann::json to_json() const;
   static Calibration from_json(const nlohmann::json& j);
 };
@@ -40,6 +40,10 @@ void save_checkpoint(const std::string& path, MedSadClipImpl& model, const Check
                      const TensorMap& extra = {});
 
 CheckpointInfo read_checkpoint_info(const std::string& path);
+
+// Copies the checkpoint at `path` to `out` (atomically; `out` may be `path`) with `calibration`
+// in place of its own: every tensor and every other field unchanged. `medsad calibrate`.
+void write_recalibrated_checkpoint(const std::string& path, const std::string& out, const Calibration& calibration);
 
 // Copies "model.*" tensors into `model`, strictly (missing/unexpected/misshapen: Error naming it).
 void load_checkpoint_weights(const std::string& path, const TensorMap& tensors, MedSadClipImpl& model);

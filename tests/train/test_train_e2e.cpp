@@ -288,6 +288,59 @@ TEST_F(TrainEndToEnd, ResumeContinuesExactlyWhereItStopped) {
   EXPECT_FALSE(torch::equal(a.at(moment), after_one.at(moment)));
 }
 
+TEST_F(TrainEndToEnd, CalibrateRewritesOnlyTheThresholds) {
+  const std::string run = dir->file("calibrate_run"), ckpt = run + "/best.ckpt", recalibrated = dir->file("re.ckpt");
+  const auto trained = test::run_medsad("--threads 2 train --data " + q(data()) + " --object 'brain MRI' --weights " +
+                                        q(weights()) + " --bpe " + q(test::bpe_path()) + " --out " + q(run) +
+                                        " --epochs 1 --batch 8 --image-size 112 --lr 3e-3");
+  ASSERT_EQ(trained.exit_code, 0) << trained.err;
+  // On the test split, so that the thresholds differ from the ones training chose on validation.
+  const auto r = test::run_medsad("calibrate --split test --model " + q(ckpt) + " --data " + q(data()) + " --out " +
+                                  q(recalibrated));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const auto line = json::parse(r.out);
+  EXPECT_EQ(line["split"], "test");
+  EXPECT_EQ(line["images"], 20);
+  EXPECT_NE(line["after"]["pixel_threshold"], line["before"]["pixel_threshold"]) << r.out;
+
+  // Every tensor and every other field as they were; the calibration is the new one.
+  const auto before = read_safetensors(ckpt), after = read_safetensors(recalibrated);
+  ASSERT_EQ(before.size(), after.size());
+  for (const auto& [name, tensor] : before) {
+    ASSERT_TRUE(after.count(name)) << name;
+    EXPECT_TRUE(torch::equal(tensor, after.at(name))) << name;
+  }
+  auto meta_before = json::parse(read_safetensors_metadata(ckpt).at("medsad"));
+  auto meta_after = json::parse(read_safetensors_metadata(recalibrated).at("medsad"));
+  EXPECT_EQ(meta_before["calibration"], line["before"]);
+  EXPECT_EQ(meta_after["calibration"], line["after"]);
+  meta_before.erase("calibration");
+  meta_after.erase("calibration");
+  EXPECT_EQ(meta_before, meta_after);
+
+  // The new pixel threshold is the best for the mean Dice on the split it was chosen on: no
+  // worse there than the one training chose on validation.
+  const auto on_test = [&](const std::string& model, const std::string& out) {
+    const auto e = test::run_medsad("eval --model " + q(model) + " --data " + q(data()) + " --out " + q(out));
+    EXPECT_EQ(e.exit_code, 0) << e.err;
+    return json::parse(read_file_text(out + "/metrics.json"))["pixel"]["mean_dice"].get<double>();
+  };
+  EXPECT_GE(on_test(recalibrated, dir->file("test_after")), on_test(ckpt, dir->file("test_before")));
+
+  // In place; and a file that is no checkpoint is one line naming it, with nothing written.
+  EXPECT_EQ(test::run_medsad("calibrate --model " + q(recalibrated) + " --data " + q(data()) + " --out " +
+                             q(recalibrated)).exit_code, 0);
+  EXPECT_EQ(json::parse(read_safetensors_metadata(recalibrated).at("medsad"))["calibration"], line["before"]);
+  EXPECT_TRUE(torch::equal(read_safetensors(recalibrated).begin()->second, before.begin()->second));
+  const std::string junk = dir->file("junk.ckpt");
+  std::ofstream(junk) << "not a checkpoint";
+  const auto bad = test::run_medsad("calibrate --model " + q(junk) + " --data " + q(data()) + " --out " + q(dir->file("x.ckpt")));
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_EQ(std::count(bad.err.begin(), bad.err.end(), '\n'), 1) << bad.err;
+  EXPECT_NE(bad.err.find(junk), std::string::npos) << bad.err;
+  EXPECT_FALSE(std::filesystem::exists(dir->file("x.ckpt")));
+}
+
 TEST_F(TrainEndToEnd, BadInputsGiveOneClearLine) {
   const std::string base = "train --object 'brain MRI' --bpe " + q(test::bpe_path()) + " --epochs 1 --out " + q(dir->file("bad_run"));
   // A dataset with one class.
