@@ -69,6 +69,31 @@ void write_case_panels(const fs::path& dir, const std::vector<eval::ImageResult>
   }
 }
 
+// eval's and calibrate's options (calibrate leaves report, save_maps and cases unset).
+struct Options {
+  std::string model, weights, bpe, split, out, report;
+  DatasetOptions data;
+  bool save_maps = false;
+  int64_t batch = 8, cases = 0;
+  ComputeOptions compute;
+  std::string window;
+};
+
+// The options of a command that scores a checkpoint on a dataset split (eval, calibrate).
+void add_scoring_options(CLI::App* cmd, Options& o, const std::string& split, const std::string& out_help) {
+  o.split = split;
+  cmd->add_option("--model", o.model, "trained checkpoint (best.ckpt)")->required();
+  add_dataset_options(cmd, o.data);
+  cmd->add_option("--split", o.split, "train, valid or test (default " + split + ")")
+      ->check(CLI::IsMember({"train", "valid", "test"}));
+  cmd->add_option("--out", o.out, out_help)->required();
+  cmd->add_option("--weights", o.weights, "CLIP backbone (default: the one recorded at training)");
+  cmd->add_option("--bpe", o.bpe, "CLIP vocabulary (default: the one recorded at training)");
+  cmd->add_option("--batch", o.batch, "batch size (default 8)")->check(CLI::Range(1, 4096));
+  add_compute_options(cmd, o.compute);
+  add_window_option(cmd, o.window);
+}
+
 // A trained checkpoint scored on one split of a dataset, carved with the seed training used
 // unless --seed was given.
 struct ScoredSplit {
@@ -76,22 +101,21 @@ struct ScoredSplit {
   std::string root;
   std::vector<eval::ImageResult> results;
 };
-ScoredSplit score_split(const std::string& checkpoint, const std::string& weights, const std::string& bpe,
-                        const ComputeOptions& compute_options, DatasetOptions data, bool seed_given,
-                        const std::string& split_name, int64_t batch) {
-  const auto compute = resolve_compute_options(compute_options);
-  ScoredSplit out{model::load_trained_model(checkpoint, weights, bpe, compute.precision, compute.device), "", {}};
-  auto spec = resolve_dataset_options(data);
+ScoredSplit score_split(const Options& o, bool seed_given) {
+  apply_window_option(o.window);
+  const auto compute = resolve_compute_options(o.compute);
+  ScoredSplit out{model::load_trained_model(o.model, o.weights, o.bpe, compute.precision, compute.device), "", {}};
+  auto spec = resolve_dataset_options(o.data);
   if (!seed_given) spec.seed = out.trained.info.training.value("seed", uint64_t(0));
   out.root = spec.root;
   const auto dataset = data::load_dataset(spec);
   std::fprintf(stderr, "%s", data::dataset_summary(dataset).c_str());
-  const auto split = split_name == "train" ? data::Split::Train
-                     : split_name == "valid" ? data::Split::Valid
-                                             : data::Split::Test;
+  const auto split = o.split == "train" ? data::Split::Train
+                     : o.split == "valid" ? data::Split::Valid
+                                          : data::Split::Test;
   const auto samples = dataset.split(split);
-  if (samples.empty()) fail(spec.root, "the " + split_name + " split is empty");
-  out.results = eval::evaluate_samples(*out.trained.model, out.trained.preprocess, samples, batch, true);
+  if (samples.empty()) fail(spec.root, "the " + o.split + " split is empty");
+  out.results = eval::evaluate_samples(*out.trained.model, out.trained.preprocess, samples, o.batch, true);
   return out;
 }
 
@@ -106,25 +130,9 @@ void fail_on_skipped(const std::vector<eval::ImageResult>& results) {
 }  // namespace
 
 void setup_eval_command(CLI::App& app, Action& action) {
-  struct Options {
-    std::string model, weights, bpe, split = "test", out, report;
-    DatasetOptions data;
-    bool save_maps = false;
-    int64_t batch = 8, cases = 0;
-    ComputeOptions compute;
-    std::string window;
-  };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("eval", "evaluate a trained model on a dataset split");
-  cmd->add_option("--model", o->model, "trained checkpoint (best.ckpt)")->required();
-  add_dataset_options(cmd, o->data);
-  cmd->add_option("--split", o->split, "train, valid or test (default test)")->check(CLI::IsMember({"train", "valid", "test"}));
-  cmd->add_option("--out", o->out, "output folder")->required();
-  cmd->add_option("--weights", o->weights, "CLIP backbone (default: the one recorded at training)");
-  cmd->add_option("--bpe", o->bpe, "CLIP vocabulary (default: the one recorded at training)");
-  cmd->add_option("--batch", o->batch, "batch size (default 8)")->check(CLI::Range(1, 4096));
-  add_compute_options(cmd, o->compute);
-  add_window_option(cmd, o->window);
+  add_scoring_options(cmd, *o, "test", "output folder");
   cmd->add_flag("--save-maps", o->save_maps, "write each anomaly map as a 16-bit PNG");
   cmd->add_option("--report", o->report, "write a self-contained HTML report (curves, gallery) to DIR/index.html");
   cmd->add_option("--cases", o->cases, "picture panels of the K best and worst lesions and top-scoring normals")
@@ -132,9 +140,7 @@ void setup_eval_command(CLI::App& app, Action& action) {
   auto* seed_option = cmd->get_option("--seed");
   cmd->callback([&action, o, seed_option] {
     action = [o, seed_option] {
-      apply_window_option(o->window);
-      const auto scored = score_split(o->model, o->weights, o->bpe, o->compute, o->data, seed_option->count() > 0,
-                                      o->split, o->batch);
+      const auto scored = score_split(*o, seed_option->count() > 0);
       const auto& results = scored.results;
       const auto& spec_root = scored.root;
       const auto& calibration = scored.trained.info.calibration;
@@ -159,26 +165,13 @@ void setup_eval_command(CLI::App& app, Action& action) {
   // `medsad calibrate`: the thresholds chosen again on a split (by default validation), for
   // another site's data or after a change to how they are chosen, without retraining.
   auto c = std::make_shared<Options>();
-  c->split = "valid";
   auto* cal = app.add_subcommand("calibrate", "choose a trained model's image and pixel thresholds again on a "
                                               "dataset split (default valid) and write the checkpoint with them");
-  cal->add_option("--model", c->model, "trained checkpoint (best.ckpt)")->required();
-  add_dataset_options(cal, c->data);
-  cal->add_option("--split", c->split, "train, valid or test (default valid)")
-      ->check(CLI::IsMember({"train", "valid", "test"}));
-  cal->add_option("--out", c->out, "the recalibrated checkpoint (may be --model itself; written atomically)")
-      ->required();
-  cal->add_option("--weights", c->weights, "CLIP backbone (default: the one recorded at training)");
-  cal->add_option("--bpe", c->bpe, "CLIP vocabulary (default: the one recorded at training)");
-  cal->add_option("--batch", c->batch, "batch size (default 8)")->check(CLI::Range(1, 4096));
-  add_compute_options(cal, c->compute);
-  add_window_option(cal, c->window);
+  add_scoring_options(cal, *c, "valid", "the recalibrated checkpoint (may be --model itself; written atomically)");
   auto* cal_seed = cal->get_option("--seed");
   cal->callback([&action, c, cal_seed] {
     action = [c, cal_seed] {
-      apply_window_option(c->window);
-      const auto scored = score_split(c->model, c->weights, c->bpe, c->compute, c->data, cal_seed->count() > 0,
-                                      c->split, c->batch);
+      const auto scored = score_split(*c, cal_seed->count() > 0);
       fail_on_skipped(scored.results);
       const auto calibration = eval::calibrate(scored.results);
       if (!calibration.calibrated)
