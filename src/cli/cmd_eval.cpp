@@ -171,6 +171,9 @@ void setup_eval_command(CLI::App& app, Action& action) {
   auto* cal_seed = cal->get_option("--seed");
   cal->callback([&action, c, cal_seed] {
     action = [c, cal_seed] {
+      // Refused before the scoring, not after it.
+      const fs::path out_dir = fs::absolute(c->out).parent_path();
+      if (!fs::is_directory(out_dir)) fail(c->out, "its folder " + out_dir.string() + " does not exist");
       const auto scored = score_split(*c, cal_seed->count() > 0);
       fail_on_skipped(scored.results);
       const auto calibration = eval::calibrate(scored.results);

@@ -339,6 +339,9 @@ TEST_F(TrainEndToEnd, CalibrateRewritesOnlyTheThresholds) {
   EXPECT_EQ(std::count(bad.err.begin(), bad.err.end(), '\n'), 1) << bad.err;
   EXPECT_NE(bad.err.find(junk), std::string::npos) << bad.err;
   EXPECT_FALSE(std::filesystem::exists(dir->file("x.ckpt")));
+  const auto nowhere = test::run_medsad("calibrate --model " + q(ckpt) + " --data " + q(data()) + " --out /nonexistent/x.ckpt");
+  EXPECT_EQ(nowhere.exit_code, 1);
+  EXPECT_EQ(nowhere.err, "medsad: error: /nonexistent/x.ckpt: its folder /nonexistent does not exist\n");
 }
 
 TEST_F(TrainEndToEnd, BadInputsGiveOneClearLine) {
