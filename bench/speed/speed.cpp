@@ -177,7 +177,7 @@ void init_checkpoint(const std::string& weights, const std::string& out) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  configure_process(argv);
+  configure_process();
   CLI::App app{"medsad_speed: the C++ measurements of bench/speed"};
   app.require_subcommand(1);
   std::string weights, out, precision = "bf16", embeddings, device_name = "cpu";
@@ -204,8 +204,10 @@ int main(int argc, char** argv) {
   init->add_option("out", out, "checkpoint to write")->required();
   CLI11_PARSE(app, argc, argv);
   try {
-    configure_threads(0);
     const auto device = resolve_device(device_name);
+    // peak's fp32 half runs in OpenBLAS's threads.
+    configure_thread_wait(argv, device.is_cpu() && (*peak || precision == "fp32"));
+    configure_threads(0);
     const auto dtype = configure_precision(precision, device);
     nlohmann::json result;
     if (*peak) {

@@ -1,8 +1,8 @@
 // medsad: find and outline abnormalities in medical images (MedSAD-CLIP).
-// Reads top to bottom: build the CLI, parse, set threads, run the chosen command, report errors
-// once. Exit codes: 0 success (and --help), 1 bad input (one line naming the file and the
-// problem, or CLI11's message for a command-line syntax error or an option out of range),
-// 2 internal error.
+// Reads top to bottom: build the CLI, parse, set how threads wait and how many there are, run the
+// chosen command, report errors once. Exit codes: 0 success (and --help), 1 bad input (one line
+// naming the file and the problem, or CLI11's message for a command-line syntax error or an
+// option out of range), 2 internal error.
 #include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -14,8 +14,27 @@
 #include "core/error.h"
 #include "core/runtime.h"
 
+namespace {
+
+// Whether the chosen command's matrix products run in fp32 on the CPU: `clip` always (it runs
+// CLIP as loaded); train, eval, calibrate, predict and serve as their --precision and --device
+// resolve. Throws medsad::Error for a device this build or machine lacks.
+bool fp32_products_on_cpu(const CLI::App& app) {
+  const CLI::App* command = app.get_subcommands().front();
+  if (command->get_name() == "clip") return true;
+  if (!command->get_option_no_throw("--precision")) return false;
+  const auto value = [&](const std::string& name) {
+    const CLI::Option* option = command->get_option_no_throw(name);
+    return option && !option->results().empty() ? option->results().back() : std::string("auto");
+  };
+  const auto device = medsad::resolve_device(value("--device"));
+  return device.is_cpu() && medsad::resolve_precision(value("--precision"), device) == torch::kFloat32;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  medsad::configure_process(argv);
+  medsad::configure_process();
   // Logs go to stderr so that stdout carries only results (JSON).
   spdlog::set_default_logger(spdlog::stderr_color_st("medsad"));
   spdlog::set_pattern("%^%l%$: %v");
@@ -48,12 +67,13 @@ int main(int argc, char** argv) {
   spdlog::set_level(verbose ? spdlog::level::debug : spdlog::level::info);
 
   try {
+    medsad::configure_thread_wait(argv, fp32_products_on_cpu(app));
     const int used = medsad::configure_threads(threads);
     const std::string blas = medsad::blas_library_path();
     if (!medsad::is_fast_blas(blas))
       spdlog::warn("LibTorch is using a slow reference BLAS ({}): install libopenblas0-pthread for ~10x speed",
                    blas.empty() ? "unknown" : blas);
-    spdlog::debug("threads: {}, BLAS: {}", used, blas);
+    spdlog::debug("threads: {}, BLAS: {}, OpenMP wait: {}", used, blas, medsad::thread_wait_description());
     if (action) action();
     return 0;
   } catch (const medsad::Error& e) {

@@ -104,16 +104,22 @@ torch::Dtype configure_precision(const std::string& name, torch::Device device) 
   return dtype;
 }
 
-void configure_process(char** argv) {
-  // LibTorch's OpenMP threads (oneDNN bf16 kernels, element-wise ops) and OpenBLAS's own pthreads
-  // take turns on the same cores. With libgomp's default wait policy idle OpenMP threads spin
-  // and starve the BLAS threads: bf16 training measured 5x slower than with PASSIVE. libgomp
-  // reads the policy once, when it is loaded, so set it and start again (once: the variable is
-  // then set). A user's own OMP_WAIT_POLICY is respected.
-  if (!std::getenv("OMP_WAIT_POLICY")) {
-    ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
-    ::execv("/proc/self/exe", argv);  // returns only on failure: carry on with the default policy
-  }
+void configure_thread_wait(char** argv, bool fp32_products_on_cpu) {
+  // With PASSIVE, fp32 steps of the demo's model took 1.0-1.3 s against 2.1-2.9 s with libgomp's
+  // default spin (OpenBLAS's threads starved); bf16 steps 0.62-0.63 s against 0.47-0.57 s (each
+  // of LibTorch's short parallel operators woke a sleeping thread): bench/README.md, item 10.
+  if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT") || !fp32_products_on_cpu) return;
+  ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+  ::execv("/proc/self/exe", argv);  // returns only on failure: carry on with the default policy
+}
+
+std::string thread_wait_description() {
+  for (const char* name : {"OMP_WAIT_POLICY", "GOMP_SPINCOUNT"})
+    if (const char* value = std::getenv(name)) return std::string(name) + "=" + value;
+  return "default";
+}
+
+void configure_process() {
   // Training allocates and frees the same few-MB activation buffers every step. glibc's default
   // hands blocks over 128 kB back to the kernel on free (mmap/munmap) and trims the heap eagerly,
   // so each step page-faults its memory in again: a third of training time went to the kernel.

@@ -9,10 +9,23 @@
 
 namespace medsad {
 
-// First thing in main(): OpenMP threads wait passively (the program is re-executed once with
-// OMP_WAIT_POLICY=PASSIVE unless the user set it) and glibc keeps freed activation buffers in
-// the heap instead of returning them to the kernel.
-void configure_process(char** argv);
+// First thing in main(): glibc keeps freed activation buffers in the heap instead of returning
+// them to the kernel.
+void configure_process();
+
+// How LibTorch's idle OpenMP threads wait for the next parallel operator, for a run whose matrix
+// products are fp32 on the CPU (`fp32_products_on_cpu`: they then run in OpenBLAS's own threads)
+// or not (bf16 products run in oneDNN on the OpenMP threads themselves; a GPU's on the GPU).
+// fp32 on the CPU: OMP_WAIT_POLICY=PASSIVE, so that no OpenMP thread spins on a core OpenBLAS
+// needs. Otherwise libgomp's default, a short spin before sleeping, which spares a wake-up for
+// each of the many short operators. libgomp reads the policy once, when it is loaded, so
+// setting it re-executes the program (once: the variable is then set). A user's own
+// OMP_WAIT_POLICY or GOMP_SPINCOUNT is respected. Call before any work with side effects.
+void configure_thread_wait(char** argv, bool fp32_products_on_cpu);
+
+// The policy in effect, for logs: "OMP_WAIT_POLICY=..." or "GOMP_SPINCOUNT=..." as set, or
+// "default" (libgomp's short spin).
+std::string thread_wait_description();
 
 // Sets LibTorch's intra-op threads: n > 0 as given, n == 0 means every core.
 // Returns the count in effect.

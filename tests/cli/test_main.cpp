@@ -1,6 +1,8 @@
 // The medsad entry point's exit codes: --help is success, and every command-line syntax error
 // (unknown option, missing required option, value out of range) is bad input, exit 1, like the
 // errors the commands themselves raise.
+#include <cstdlib>
+
 #include "test_support.h"
 
 namespace medsad {
@@ -27,6 +29,32 @@ TEST(MainExitCodes, CommandLineErrorsAreBadInput) {
   EXPECT_NE(range.err.find("--threads"), std::string::npos) << range.err;
 
   EXPECT_EQ(test::run_medsad("").exit_code, 1);  // no command at all
+}
+
+// How idle OpenMP threads wait follows where the run's matrix products go (runtime.h,
+// configure_thread_wait): PASSIVE when OpenBLAS's threads compute them in fp32, libgomp's short
+// spin when they run in bf16 on the OpenMP threads; a user's own setting wins. `-v` logs the
+// policy the process ended up with, before the command fails on its missing files.
+TEST(MainThreadWait, FollowsThePrecisionAndRespectsTheUsersSetting) {
+  ::unsetenv("OMP_WAIT_POLICY");
+  ::unsetenv("GOMP_SPINCOUNT");
+  const auto policy = [](const std::string& args) {
+    const auto r = test::run_medsad("-v " + args);
+    EXPECT_EQ(r.exit_code, 1) << r.err;
+    const auto at = r.err.find("OpenMP wait: ");
+    return at == std::string::npos ? std::string("(not logged)") : r.err.substr(at + 13, r.err.find('\n', at) - at - 13);
+  };
+  const std::string eval = "eval --model /nonexistent.ckpt --data /nonexistent --out /tmp/unused --device cpu";
+  EXPECT_EQ(policy(eval + " --precision fp32"), "OMP_WAIT_POLICY=PASSIVE");
+  EXPECT_EQ(policy(eval + " --precision bf16"), "default");
+  EXPECT_EQ(policy("clip info --weights /nonexistent.pt"), "OMP_WAIT_POLICY=PASSIVE");
+  EXPECT_EQ(policy("baseline --data /nonexistent --out /tmp/unused"), "default");
+  ::setenv("GOMP_SPINCOUNT", "1000", 1);
+  EXPECT_EQ(policy(eval + " --precision fp32"), "GOMP_SPINCOUNT=1000");
+  ::unsetenv("GOMP_SPINCOUNT");
+  ::setenv("OMP_WAIT_POLICY", "ACTIVE", 1);
+  EXPECT_EQ(policy(eval + " --precision fp32"), "OMP_WAIT_POLICY=ACTIVE");
+  ::unsetenv("OMP_WAIT_POLICY");
 }
 
 }  // namespace
