@@ -105,9 +105,9 @@ torch::Dtype configure_precision(const std::string& name, torch::Device device) 
 }
 
 void configure_thread_wait(char** argv, bool fp32_products_on_cpu) {
-  // With PASSIVE, fp32 steps of the demo's model took 1.0-1.3 s against 2.1-2.9 s with libgomp's
-  // default spin (OpenBLAS's threads starved); bf16 steps 0.62-0.63 s against 0.47-0.57 s (each
-  // of LibTorch's short parallel operators woke a sleeping thread): bench/README.md, item 10.
+  // With PASSIVE, fp32 steps of the demo's model took 0.96-1.27 s against 2.13-2.17 s with
+  // libgomp's default spin (OpenBLAS's threads starved); bf16 steps 0.59-0.68 s against 0.47-0.57 s
+  // (each of LibTorch's short parallel operators woke a sleeping thread): bench/README.md, item 10.
   if (std::getenv("OMP_WAIT_POLICY") || std::getenv("GOMP_SPINCOUNT") || !fp32_products_on_cpu) return;
   ::setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
   ::execv("/proc/self/exe", argv);  // returns only on failure: carry on with the default policy
