@@ -11,6 +11,23 @@ namespace {
 
 constexpr const char* kFormat = "medsad-checkpoint-1";
 
+// SHA-256 over every tensor's name, shape, dtype and bytes in name order: what the file's data
+// should hold, recorded at writing and compared at reading, so that a checkpoint damaged on disk
+// or in transfer is refused instead of scoring with garbage weights. Independent of the file's
+// layout (a recalibrated copy keeps it).
+std::string tensors_sha256(const TensorMap& tensors) {
+  Sha256 hash;
+  for (const auto& [name, tensor] : tensors) {  // std::map: sorted by name
+    const torch::Tensor t = tensor.detach().to(torch::kCPU).contiguous();
+    std::string head = name + '\0' + c10::toString(t.scalar_type());
+    for (const int64_t size : t.sizes()) head += ',' + std::to_string(size);
+    head += '\0';
+    hash.update(head.data(), head.size());
+    hash.update(t.data_ptr(), static_cast<size_t>(t.numel()) * t.element_size());
+  }
+  return hash.hex();
+}
+
 }  // namespace
 
 nlohmann::json Calibration::to_json() const {
@@ -30,6 +47,7 @@ void save_checkpoint(const std::string& path, MedSadClipImpl& model, const Check
   TensorMap tensors = extra;
   for (const auto& p : model.named_parameters(/*recurse=*/true)) tensors["model." + p.key()] = p.value().detach();
   const nlohmann::json meta = {{"format", kFormat},
+                               {"tensors_sha256", tensors_sha256(tensors)},
                                {"config", info.config.to_json()},
                                {"calibration", info.calibration.to_json()},
                                {"backbone_path", info.backbone_path},
@@ -46,7 +64,25 @@ void write_recalibrated_checkpoint(const std::string& path, const std::string& o
   auto j = nlohmann::json::parse(meta.at("medsad"));
   j["calibration"] = calibration.to_json();
   meta["medsad"] = j.dump();
-  write_safetensors(out, read_safetensors(path), meta);
+  write_safetensors(out, read_checkpoint_tensors(path), meta);
+}
+
+TensorMap read_checkpoint_tensors(const std::string& path) {
+  TensorMap tensors = read_safetensors(path);
+  const auto meta = read_safetensors_metadata(path);
+  std::string recorded;
+  try {
+    recorded = nlohmann::json::parse(meta.at("medsad")).value("tensors_sha256", "");
+  } catch (const std::exception&) {
+    fail(path, "not a medsad checkpoint (no readable medsad metadata)");
+  }
+  // Checkpoints written before the digest was recorded carry none; they load unchecked.
+  if (!recorded.empty() && tensors_sha256(tensors) != recorded)
+    fail(path, "damaged checkpoint: its tensors do not match the SHA-256 recorded when it was written");
+  for (const auto& [name, tensor] : tensors)
+    if (name.rfind("model.", 0) == 0 && tensor.is_floating_point() && !torch::isfinite(tensor).all().item<bool>())
+      fail(path, "tensor '" + name + "' holds NaN or infinite values (a diverged training run?)");
+  return tensors;
 }
 
 CheckpointInfo read_checkpoint_info(const std::string& path) {
@@ -96,7 +132,7 @@ TrainedModel load_trained_model(const std::string& checkpoint_path, const std::s
                                 const std::string& bpe_override, torch::Dtype precision, torch::Device device) {
   TrainedModel out;
   out.info = read_checkpoint_info(checkpoint_path);
-  const TensorMap tensors = read_safetensors(checkpoint_path);
+  const TensorMap tensors = read_checkpoint_tensors(checkpoint_path);
   const std::string bpe = bpe_override.empty() ? out.info.bpe_path : bpe_override;
   const auto tokenizer = bpe.empty() ? clip::Tokenizer::byte_level() : clip::Tokenizer::from_bpe_file(bpe);
   clip::ClipModel backbone{nullptr};

@@ -41,6 +41,10 @@ void save_checkpoint(const std::string& path, MedSadClipImpl& model, const Check
 
 CheckpointInfo read_checkpoint_info(const std::string& path);
 
+// Every tensor of a checkpoint, checked against the SHA-256 its writer recorded (checkpoints
+// from before that field load unchecked) and for NaN/Inf model weights: Error naming the file.
+TensorMap read_checkpoint_tensors(const std::string& path);
+
 // Copies the checkpoint at `path` to `out` (atomically; `out` may be `path`) with `calibration`
 // in place of its own: every tensor and every other field unchanged. `medsad calibrate`.
 void write_recalibrated_checkpoint(const std::string& path, const std::string& out, const Calibration& calibration);

@@ -211,7 +211,7 @@ TrainSummary train(const TrainOptions& o) {
     const auto resumed = model::read_checkpoint_info(last_path);
     if (resumed.backbone_sha256 != backbone_sha) fail(last_path, "--resume: trained on another backbone");
     if (resumed.config.to_json() != config.to_json()) fail(last_path, "--resume: the model options differ from this run's");
-    const auto tensors = read_safetensors(last_path);
+    const auto tensors = model::read_checkpoint_tensors(last_path);
     model::load_checkpoint_weights(last_path, tensors, *model);
     restore_optimizer(optimizer, *model, tensors);
     start_epoch = resumed.training.value("epoch", int64_t(0));
@@ -251,6 +251,10 @@ TrainSummary train(const TrainOptions& o) {
       const auto terms = train_step(*model, optimizer, trainable, on_device(images), on_device(masks),
                                     on_device(set.has_mask.index_select(0, idx)), on_device(set.labels.index_select(0, idx)));
       const double loss = terms.total.item<double>();
+      // Stop before a NaN reaches a checkpoint: last.ckpt keeps the last finished epoch.
+      if (!std::isfinite(loss))
+        fail(o.out_dir, "training diverged at epoch " + std::to_string(epoch + 1) + ", step " + std::to_string(step + 1) +
+                            " (the loss is not finite); try a lower --lr or more --warmup");
       loss_sum += loss;
       seg_sum += terms.seg.item<double>();
       det_sum += terms.det.item<double>();
@@ -301,7 +305,7 @@ TrainSummary train(const TrainOptions& o) {
   summary.best_validation = best;
 
   // Calibrate the best model on validation and store the thresholds in best.ckpt.
-  const auto best_tensors = read_safetensors(best_path);
+  const auto best_tensors = model::read_checkpoint_tensors(best_path);
   auto best_info = model::read_checkpoint_info(best_path);
   model::load_checkpoint_weights(best_path, best_tensors, *model);
   model->eval();

@@ -4,6 +4,8 @@
 #include "clip/tiny_scratch_options.h"
 #include "clip/tokenizer.h"
 #include "core/error.h"
+#include "core/file_io.h"
+#include "core/safetensors.h"
 #include "model/checkpoint.h"
 #include "model/medsad_clip.h"
 #include "test_support.h"
@@ -96,4 +98,50 @@ TEST(ScratchModel, CheckpointCarriesTheBackboneAndReloadsExactly) {
       EXPECT_EQ(e.path(), dir.file("broken.ckpt"));
     }
   }
+}
+
+TEST(ScratchModel, DamagedOrNonFiniteCheckpointsAreRefused) {
+  test::ScratchDir dir;
+  auto m = make_scratch_model(PromptMode::Fixed);
+  CheckpointInfo info;
+  info.config = m.config;
+  info.backbone_path = "none";
+  info.backbone_config = m.clip_config.to_json();
+  const std::string path = dir.file("good.ckpt");
+  save_checkpoint(path, *m.model, info);
+  ASSERT_NO_THROW(load_trained_model(path));
+  const auto expect_refused = [](const std::string& file, const std::string& problem) {
+    try {
+      load_trained_model(file);
+      ADD_FAILURE() << file << ": expected an Error about " << problem;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.path(), file);
+      EXPECT_NE(e.problem().find(problem), std::string::npos) << e.problem();
+    }
+  };
+
+  // One bit flipped in the tensor data (the file's tail): still a well-formed file, and a weight
+  // that merely changed a little would score silently.
+  auto bytes = read_file_bytes(path);
+  const std::string flipped = dir.file("flipped.ckpt");
+  bytes[bytes.size() - 5] ^= 0x01;
+  write_file_atomic(flipped, bytes.data(), bytes.size());
+  expect_refused(flipped, "damaged checkpoint");
+
+  // A checkpoint written before the digest was recorded loads as it did.
+  auto meta = read_safetensors_metadata(path);
+  auto medsad_meta = nlohmann::json::parse(meta.at("medsad"));
+  ASSERT_TRUE(medsad_meta.contains("tensors_sha256"));
+  medsad_meta.erase("tensors_sha256");
+  meta["medsad"] = medsad_meta.dump();
+  write_safetensors(dir.file("older.ckpt"), read_safetensors(path), meta);
+  EXPECT_NO_THROW(load_trained_model(dir.file("older.ckpt")));
+
+  // NaN weights, written with a correct digest (as a diverged run would): refused by name.
+  {
+    torch::NoGradGuard no_grad;
+    m.model->named_parameters()["tpca.0.out_proj.weight"].fill_(std::numeric_limits<float>::quiet_NaN());
+  }
+  save_checkpoint(dir.file("nan.ckpt"), *m.model, info);
+  expect_refused(dir.file("nan.ckpt"), "'model.tpca.0.out_proj.weight' holds NaN");
 }

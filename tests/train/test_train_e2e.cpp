@@ -393,6 +393,15 @@ TEST_F(TrainEndToEnd, BadInputsGiveOneClearLine) {
   r = test::run_medsad("predict --device gpu --model " + q(dir->file("none.ckpt")) + " " + image);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.err, "medsad: error: --device must be cpu, cuda, cuda:N or auto, got 'gpu'\n");
+  // A learning rate that blows the weights up: stopped at the first non-finite loss, before
+  // any checkpoint with NaN weights is written.
+  const std::string diverged = dir->file("diverged_run");
+  r = test::run_medsad("train --object 'brain MRI' --weights none --data " + q(data()) +
+                       " --image-size 64 --batch 8 --epochs 2 --lr 9.9 --out " + q(diverged));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("medsad: error: " + diverged + ": training diverged at epoch 1, step "), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(diverged + "/last.ckpt"));
+  EXPECT_FALSE(std::filesystem::exists(diverged + "/best.ckpt"));
   // A truncated checkpoint.
   std::ofstream(dir->file("cut.ckpt")) << "\x40\x00\x00\x00\x00\x00\x00\x00{\"a\":";
   r = test::run_medsad("predict --model " + q(dir->file("cut.ckpt")) + " " + q(data() + "/test/good/img/n0.png"));
