@@ -113,32 +113,48 @@ std::string encode_png(const cv::Mat& image) {
 }
 
 torch::Tensor image_to_rgb(const cv::Mat& image, const std::string& path) {
-
-  double scale = 1.0;
-  switch (image.depth()) {
-    case CV_8U: scale = 1.0 / 255.0; break;
-    case CV_16U: scale = 1.0 / 65535.0; break;
-    case CV_32F: break;
-    default: fail(path, "unsupported pixel depth (expected 8-bit, 16-bit or float)");
-  }
-  cv::Mat rgb;
+  // The colour channels at the stored depth: grey, or BGR without alpha.
+  cv::Mat colour;
   switch (image.channels()) {
-    case 1: cv::cvtColor(image, rgb, cv::COLOR_GRAY2RGB); break;
-    case 2: {  // grey + alpha
-      cv::Mat grey;
-      cv::extractChannel(image, grey, 0);
-      cv::cvtColor(grey, rgb, cv::COLOR_GRAY2RGB);
+    case 1: colour = image; break;
+    case 2: cv::extractChannel(image, colour, 0); break;  // grey + alpha
+    case 3: colour = image; break;
+    case 4: {  // BGRA
+      colour.create(image.rows, image.cols, CV_MAKETYPE(image.depth(), 3));
+      const int from_to[] = {0, 0, 1, 1, 2, 2};
+      cv::mixChannels(&image, 1, &colour, 1, from_to, 3);
       break;
     }
-    case 3: cv::cvtColor(image, rgb, cv::COLOR_BGR2RGB); break;
-    case 4: cv::cvtColor(image, rgb, cv::COLOR_BGRA2RGB); break;
     default: fail(path, "unsupported channel count " + std::to_string(image.channels()));
   }
+  // Values to [0, 1]. Unsigned integers by their type's full range, as a viewer shows them.
+  // Signed and floating-point pixels (a CT slice in Hounsfield units, an MRI export in scanner
+  // units) have no such range: values already within [0, 1] are kept, others are mapped from
+  // the image's own minimum and maximum.
+  double scale = 1.0, offset = 0.0;
+  switch (colour.depth()) {
+    case CV_8U: scale = 1.0 / 255.0; break;
+    case CV_16U: scale = 1.0 / 65535.0; break;
+    case CV_8S: case CV_16S: case CV_32S: case CV_32F: case CV_64F: {
+      if (!cv::checkRange(colour)) fail(path, "holds NaN or infinite pixel values");
+      double lo = 0, hi = 0;
+      cv::minMaxLoc(colour.reshape(1), &lo, &hi);
+      const bool floating = colour.depth() == CV_32F || colour.depth() == CV_64F;
+      if (!(floating && lo >= 0 && hi <= 1)) {
+        scale = hi > lo ? 1.0 / (hi - lo) : 0.0;
+        offset = -lo * scale;
+      }
+      break;
+    }
+    default: fail(path, "unsupported pixel depth");
+  }
   cv::Mat as_float;
-  rgb.convertTo(as_float, CV_32FC3, scale);
-  const int64_t H = as_float.rows, W = as_float.cols;
-  auto hwc = torch::from_blob(as_float.ptr<float>(), {H, W, 3}, torch::kFloat32);  // [H, W, 3] view
-  return hwc.permute({2, 0, 1}).clone().clamp_(0.0, 1.0);                          // [3, H, W]
+  colour.convertTo(as_float, CV_32F, scale, offset);
+  cv::Mat rgb;
+  cv::cvtColor(as_float, rgb, as_float.channels() == 1 ? cv::COLOR_GRAY2RGB : cv::COLOR_BGR2RGB);
+  const int64_t H = rgb.rows, W = rgb.cols;
+  auto hwc = torch::from_blob(rgb.ptr<float>(), {H, W, 3}, torch::kFloat32);  // [H, W, 3] view
+  return hwc.permute({2, 0, 1}).clone().clamp_(0.0, 1.0);                     // [3, H, W]
 }
 
 void write_png(const std::string& path, const cv::Mat& image, int compression) {

@@ -1,5 +1,5 @@
-// Reading 2-D images from disk: PNG, JPEG, TIFF, BMP (OpenCV; 8 or 16 bit; grey, grey+alpha,
-// RGB or RGBA) and DICOM (data/dicom_io.h: windowed to 8 bits), told apart by content.
+// Reading 2-D images from disk: PNG, JPEG, TIFF, BMP (OpenCV; 8 or 16 bit, and TIFF's signed and
+// floating-point pixels; grey, grey+alpha, RGB or RGBA) and DICOM (data/dicom_io.h: windowed to 8 bits), told apart by content.
 #pragma once
 #include <string>
 
@@ -12,8 +12,10 @@ namespace medsad {
 // ("image", "mask"). Throws Error(path, ...) if missing, a directory, or not decodable.
 cv::Mat decode_image_file(const std::string& path, const std::string& what);
 
-// Returns float32 [3, H, W] RGB in [0, 1] (grey replicated to 3 channels, alpha dropped,
-// 16-bit scaled by 1/65535). Throws Error(path, ...) if missing or not a decodable image.
+// Returns float32 [3, H, W] RGB in [0, 1] (grey replicated to 3 channels, alpha dropped; 8 and
+// 16-bit unsigned scaled by their full range; signed and floating-point pixels kept if already
+// in [0, 1], else mapped from the image's min..max). Throws Error(path, ...) if missing, not a
+// decodable image, or holding NaN/Inf pixels.
 torch::Tensor read_image_rgb(const std::string& path);
 
 // The same from a file's bytes in memory (an upload); `name` stands for the file in errors.

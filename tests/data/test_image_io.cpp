@@ -58,6 +58,52 @@ TEST(ImageIo, ColourIsRgbOrderAndAlphaIsDropped) {
   }
 }
 
+TEST(ImageIo, SignedAndFloatTiffsMapTheirOwnRangeToUnit) {
+  // A CT slice in Hounsfield units (signed 16 bit, and the same as float) spans its own min..max;
+  // a float image already in [0, 1] is kept as stored; RGBA float drops alpha before the range.
+  test::ScratchDir dir;
+  cv::Mat hu(4, 5, CV_16SC1);
+  for (int y = 0; y < 4; ++y)
+    for (int x = 0; x < 5; ++x) hu.at<int16_t>(y, x) = static_cast<int16_t>(-1000 + 150 * (5 * y + x));
+  cv::Mat hu_float;
+  hu.convertTo(hu_float, CV_32F);
+  ASSERT_TRUE(cv::imwrite(dir.file("hu16.tif"), hu));
+  ASSERT_TRUE(cv::imwrite(dir.file("hu32.tif"), hu_float));
+  for (const char* name : {"hu16.tif", "hu32.tif"}) {
+    const auto img = read_image_rgb(dir.file(name));
+    ASSERT_EQ(img.sizes(), torch::IntArrayRef({3, 4, 5})) << name;
+    EXPECT_FLOAT_EQ(img[0][0][0].item<float>(), 0.0f) << name;
+    EXPECT_FLOAT_EQ(img[1][3][4].item<float>(), 1.0f) << name;
+    EXPECT_NEAR(img[2][1][2].item<float>(), (150.0 * 7) / (150.0 * 19), 1e-6) << name;
+  }
+  cv::Mat unit(3, 3, CV_32FC4, cv::Scalar(0.25, 0.5, 0.75, 40.0));  // BGRA; alpha outside [0, 1]
+  ASSERT_TRUE(cv::imwrite(dir.file("unit.tif"), unit));
+  const auto img = read_image_rgb(dir.file("unit.tif"));
+  EXPECT_FLOAT_EQ(img[0][1][1].item<float>(), 0.75f);  // red: OpenCV's third channel
+  EXPECT_FLOAT_EQ(img[2][1][1].item<float>(), 0.25f);
+  cv::Mat flat(3, 3, CV_32FC1, cv::Scalar(300.0));
+  ASSERT_TRUE(cv::imwrite(dir.file("flat.tif"), flat));
+  EXPECT_EQ(read_image_rgb(dir.file("flat.tif")).abs().max().item<float>(), 0.0f);
+}
+
+TEST(ImageIo, NonFinitePixelsAreRefused) {
+  test::ScratchDir dir;
+  cv::Mat image(4, 4, CV_32FC1, cv::Scalar(0.5));
+  image.at<float>(2, 1) = std::numeric_limits<float>::quiet_NaN();
+  ASSERT_TRUE(cv::imwrite(dir.file("nan.tif"), image));
+  image.at<float>(2, 1) = std::numeric_limits<float>::infinity();
+  ASSERT_TRUE(cv::imwrite(dir.file("inf.tif"), image));
+  for (const char* name : {"nan.tif", "inf.tif"}) {
+    try {
+      (void)read_image_rgb(dir.file(name));
+      ADD_FAILURE() << name << " was decoded";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.path(), dir.file(name));
+      EXPECT_EQ(e.problem(), "holds NaN or infinite pixel values");
+    }
+  }
+}
+
 TEST(ImageIo, JpegDecodes) {
   test::ScratchDir dir;
   cv::Mat flat(8, 8, CV_8UC3, cv::Scalar(40, 120, 200));
