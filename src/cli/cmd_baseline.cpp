@@ -27,6 +27,7 @@ void setup_baseline_command(CLI::App& app, Action& action) {
   cmd->add_option("--image-size", o->size, "images compared at this side (default 128)")->check(CLI::Range(8, 4096));
   cmd->callback([&action, o] {
     action = [o] {
+      make_folders(o->out);  // first, so that an unusable --out costs nothing
       const auto spec = resolve_dataset_options(o->data);
       const auto dataset = data::load_dataset(spec);
       const auto baseline = eval::fit_mean_deviation(dataset.split(data::Split::Train), o->size);
@@ -37,7 +38,6 @@ void setup_baseline_command(CLI::App& app, Action& action) {
       if (!valid.empty()) calibration = eval::calibrate(eval::evaluate_samples(predict, valid, 16, false));
       const auto results = eval::evaluate_samples(predict, test, 16, true);
       const auto metrics = eval::compute_metrics(results, calibration);
-      fs::create_directories(o->out);
       write_file_atomic((fs::path(o->out) / "metrics.json").string(), metrics.dump(2) + "\n");
       eval::write_per_image_csv((fs::path(o->out) / "per_image.csv").string(), results, calibration);
       std::printf("%s\n", metrics.dump().c_str());

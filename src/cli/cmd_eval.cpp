@@ -43,7 +43,7 @@ void write_case_panels(const fs::path& dir, const std::vector<eval::ImageResult>
   }
   std::sort(abnormal.rbegin(), abnormal.rend());
   std::sort(normal.rbegin(), normal.rend());
-  fs::create_directories(dir);
+  make_folders(dir.string());
   auto write = [&](const std::string& name, size_t i, const std::string& what) {
     const auto& r = results[i];
     char caption[160];
@@ -140,16 +140,17 @@ void setup_eval_command(CLI::App& app, Action& action) {
   auto* seed_option = cmd->get_option("--seed");
   cmd->callback([&action, o, seed_option] {
     action = [o, seed_option] {
+      make_folders(o->out);  // before the scoring, so that an unusable --out costs nothing
+      if (!o->report.empty()) make_folders(o->report);
       const auto scored = score_split(*o, seed_option->count() > 0);
       const auto& results = scored.results;
       const auto& spec_root = scored.root;
       const auto& calibration = scored.trained.info.calibration;
-      fs::create_directories(o->out);
       const auto metrics = eval::compute_metrics(results, calibration);
       write_file_atomic((fs::path(o->out) / "metrics.json").string(), metrics.dump(2) + "\n");
       eval::write_per_image_csv((fs::path(o->out) / "per_image.csv").string(), results, calibration);
       if (o->save_maps) {
-        fs::create_directories(fs::path(o->out) / "maps");
+        make_folders((fs::path(o->out) / "maps").string());
         for (const auto& r : results)
           if (r.error.empty()) write_png((fs::path(o->out) / "maps" / map_name(r.path, spec_root)).string(), eval::to_mat_u16(r.map));
       }

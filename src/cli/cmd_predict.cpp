@@ -100,9 +100,9 @@ void setup_predict_command(CLI::App& app, Action& action) {
     action = [o] {
       apply_window_option(o->window);
       const auto compute = resolve_compute_options(o->compute);
+      if (!o->out.empty()) make_folders(o->out);
       auto trained = model::load_trained_model(o->model, o->weights, o->bpe, compute.precision, compute.device);
       const auto& calibration = trained.info.calibration;
-      if (!o->out.empty()) fs::create_directories(o->out);
       int64_t failed = 0;
       std::vector<std::string> image_paths;
       for (const auto& path : o->images) {

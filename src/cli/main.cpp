@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include <filesystem>
 #include <iostream>
 
 #include "cli/commands.h"
@@ -78,6 +79,10 @@ int main(int argc, char** argv) {
     return 0;
   } catch (const medsad::Error& e) {
     std::cerr << "medsad: error: " << e.what() << "\n";
+    return 1;
+  } catch (const std::filesystem::filesystem_error& e) {
+    // A path the user gave that cannot be read, listed or created: their input, not our fault.
+    std::cerr << "medsad: error: " << (e.path1().empty() ? "" : e.path1().string() + ": ") << e.code().message() << "\n";
     return 1;
   } catch (const c10::Error& e) {
     std::string what = e.what_without_backtrace();

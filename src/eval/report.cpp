@@ -228,7 +228,7 @@ void write_html_report(const std::string& dir, const std::string& title, const s
   for (const auto* r : sorted) html << card(*r, calibration);
   html << "</div><script>document.body.dataset.cards=document.querySelectorAll('.card').length;"
           "document.body.dataset.errors=document.querySelectorAll('.fp,.fn').length;</script></body></html>\n";
-  std::filesystem::create_directories(dir);
+  make_folders(dir);
   write_file_atomic((std::filesystem::path(dir) / "index.html").string(), html.str());
 }
 

@@ -1,6 +1,7 @@
 #include "model/config.h"
 
 #include <algorithm>
+#include <functional>
 
 #include "core/error.h"
 
@@ -33,6 +34,9 @@ void MedSadConfig::validate() const {
   check(!object.empty(), "--object must not be empty");
   check(image_size > 0 && image_size <= 4096, "--image-size must be between 1 and 4096");
   check(!tap_blocks.empty(), "at least one tap block is needed");
+  // One adapter and one map per tapped block, in the order the stream passes them.
+  check(std::adjacent_find(tap_blocks.begin(), tap_blocks.end(), std::greater_equal<int64_t>()) == tap_blocks.end(),
+        "--tap-blocks must be increasing, each block once");
   check(adapter_beta >= 0 && adapter_beta <= 0.5, "--adapter-beta must be in [0, 0.5]");
   check(prompt_length >= 1 && prompt_length <= 32, "--prompt-length must be between 1 and 32");
   check(tpca_heads >= 1 && tpca_heads <= 64, "--tpca-heads must be between 1 and 64");

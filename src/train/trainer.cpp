@@ -154,7 +154,7 @@ TrainSummary train(const TrainOptions& o) {
     fail(o.data.root, "the training split holds only " + std::string(train_abnormal ? "abnormal" : "normal") +
                           " images; supervised training needs both classes");
 
-  fs::create_directories(o.out_dir);
+  make_folders(o.out_dir);
   const std::string last_path = (fs::path(o.out_dir) / "last.ckpt").string();
   const std::string best_path = (fs::path(o.out_dir) / "best.ckpt").string();
 

@@ -2,6 +2,7 @@
 // brute-force attention reference, the whole model's shapes and frozen backbone.
 #include "clip/tokenizer.h"
 #include "clip/weights.h"
+#include "core/error.h"
 #include "model/adapter.h"
 #include "model/medsad_clip.h"
 #include "model/prompt_learner.h"
@@ -56,6 +57,17 @@ TEST(ModelConfig, DefaultTapBlocksAreEvenlySpacedWithTheLast) {
   EXPECT_EQ(default_tap_blocks(4), (std::vector<int64_t>{1, 2, 3, 4}));
   EXPECT_EQ(default_tap_blocks(3), (std::vector<int64_t>{1, 2, 3}));
   EXPECT_EQ(default_tap_blocks(6), (std::vector<int64_t>{2, 3, 5, 6}));
+  // Given ones: within the backbone, increasing, each once.
+  for (const std::vector<int64_t>& bad : {std::vector<int64_t>{0, 2}, {2, 5}, {2, 2}, {3, 1}}) {
+    MedSadConfig config;
+    config.object = "brain MRI";
+    config.tap_blocks = bad;
+    EXPECT_THROW(config.resolve(4, 224), Error) << bad;
+  }
+  MedSadConfig given;
+  given.object = "brain MRI";
+  given.tap_blocks = {1, 3};
+  EXPECT_NO_THROW(given.resolve(4, 224));
 }
 
 TEST(ModelPrompts, AssemblyPutsContextThenStateObjectAndEnd) {

@@ -393,6 +393,18 @@ TEST_F(TrainEndToEnd, BadInputsGiveOneClearLine) {
   r = test::run_medsad("predict --device gpu --model " + q(dir->file("none.ckpt")) + " " + image);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_EQ(r.err, "medsad: error: --device must be cpu, cuda, cuda:N or auto, got 'gpu'\n");
+  // An --out that cannot be a folder (a file is there): one line, before any work is done.
+  const std::string a_file = dir->file("a_file");
+  std::ofstream(a_file) << "kept";
+  for (const std::string& command : {"predict --model " + q(dir->file("none.ckpt")) + " " + image + " --out " + q(a_file),
+                                     "eval --model " + q(dir->file("none.ckpt")) + " --data " + q(data()) + " --out " + q(a_file),
+                                     "baseline --data " + q(data()) + " --out " + q(a_file)}) {
+    r = test::run_medsad(command);
+    EXPECT_EQ(r.exit_code, 1) << command;
+    EXPECT_EQ(r.err.substr(r.err.find("medsad: error: ")), "medsad: error: " + a_file + ": cannot create the folder: Not a directory\n")
+        << command;
+  }
+  EXPECT_EQ(read_file_text(a_file), "kept");
   // A learning rate that blows the weights up: stopped at the first non-finite loss, before
   // any checkpoint with NaN weights is written.
   const std::string diverged = dir->file("diverged_run");
