@@ -190,9 +190,16 @@ Server::Server(model::TrainedModel model, std::string checkpoint, ServeOptions o
   });
   m.http.Get("/v1/model", [&m](const httplib::Request&, httplib::Response& res) { reply_json(res, 200, m.model_info()); });
   // Statuses that httplib sets itself (404, 413 over the body limit, 400 for bad HTTP) get a JSON body too.
-  m.http.set_error_handler([](const httplib::Request&, httplib::Response& res) {
+  m.http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;
-    const std::string what = res.status == 413 ? "request body over the size limit"
+    // curl's --data-binary sends form-urlencoded unless told otherwise, and Debian's cpp-httplib
+    // caps such bodies at 8 kB whatever --max-body-mb says: say how to send an image instead.
+    const bool form = req.get_header_value("Content-Type").rfind("application/x-www-form-urlencoded", 0) == 0;
+    const std::string what = res.status == 413 && form
+                                 ? "a form-urlencoded body is limited to 8 kB: send the image with its own content "
+                                   "type (curl -H 'Content-Type: image/png' --data-binary @FILE) or as multipart "
+                                   "(curl -F image=@FILE)"
+                             : res.status == 413 ? "request body over the size limit"
                              : res.status == 404 ? "no such endpoint (POST /v1/predict, GET /healthz, GET /v1/model)"
                                                  : "bad request";
     res.set_content(nlohmann::json({{"error", what}}).dump(), "application/json");

@@ -182,6 +182,10 @@ TEST_F(Serve, BadInputGetsJsonErrorsAndTheServerStaysUp) {
   httplib::MultipartFormDataItems no_image = {{"file", png, "x.png", "image/png"}};
   expect_error(c.Post("/v1/predict", no_image), 400, "multipart without image");
   expect_error(c.Get("/v2/anything"), 404, "unknown path");
+  // curl's default for --data-binary: the library caps it at 8 kB; the error says what to send.
+  const auto form = c.Post("/v1/predict", std::string(9000, 'x'), "application/x-www-form-urlencoded");
+  expect_error(form, 413, "form-urlencoded over 8 kB");
+  EXPECT_NE(form->body.find("Content-Type: image/png"), std::string::npos) << form->body;
   auto ok = c.Post("/v1/predict", png, "image/png");
   ASSERT_TRUE(ok);
   EXPECT_EQ(ok->status, 200) << ok->body;
