@@ -262,8 +262,17 @@ def cmd_train_step(args):
     for p in clip.parameters():
         p.requires_grad_(False)
     head = MedSadHead(a)
-    seconds = timed(train_step_fn(clip, head, args.batch, a["image"], args.device), args.iters, args.device)
-    print(json.dumps({"what": "train-step", "arch": args.arch, "batch": args.batch, "seconds": seconds}))
+    step = train_step_fn(clip, head, args.batch, a["image"], args.device)
+    seconds = timed(step, args.iters, args.device)
+    result = {"what": "train-step", "arch": args.arch, "batch": args.batch, "seconds": seconds}
+    if args.count_flops:
+        # PyTorch's own count of the step's matrix products and convolutions (forward and backward),
+        # an independent check of the C++ side's formula.
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], with_flops=True) as prof:
+            step()
+        products = ("aten::mm", "aten::addmm", "aten::bmm", "aten::conv2d")
+        result["profiled_gflop"] = sum(e.flops for e in prof.key_averages() if e.key in products) / 1e9
+    print(json.dumps(result))
 
 
 def parse_device(name):
@@ -286,6 +295,7 @@ def main():
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--embeddings", default="")
         p.add_argument("--device", type=parse_device, default="cpu", help="cpu, cuda or cuda:N")
+        p.add_argument("--count-flops", action="store_true", help="train-step: also profile one step's products")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -72,6 +72,24 @@ double vision_flops(const clip::ClipVisionConfig& v) {
   return 2 * N * 3 * p * p * D + static_cast<double>(v.layers) * block;
 }
 
+// Multiply-adds x 2 of one training step per image, frozen backbone: the image tower's forward
+// up to the last tap; the backward through the blocks after the first tap (input gradients
+// only: the linear layers' products once more, the attention's two products twice, as dQ, dK,
+// dV and the weights' gradient need four); the adapters and TPCA's patch projections forward
+// and backward (inputs' and weights' gradients: three times their forward). Left out: the text
+// tower (two prompts of about 14 tokens: under 1% at B/16), the losses and elementwise work.
+double train_step_flops(const clip::ClipVisionConfig& v, const model::MedSadConfig& c, int64_t joint_width) {
+  const double N = static_cast<double>(v.grid_size() * v.grid_size()), L = N + 1, D = static_cast<double>(v.width);
+  const double p = static_cast<double>(v.patch_size), M = static_cast<double>(v.mlp_width);
+  const double J = static_cast<double>(joint_width), taps = static_cast<double>(c.tap_blocks.size());
+  const double linear = 2 * L * (4 * D * D + 2 * D * M), attention = 2 * 2 * L * L * D;
+  const double forward = 2 * N * 3 * p * p * D + static_cast<double>(c.tap_blocks.back()) * (linear + attention);
+  const double backward = static_cast<double>(c.tap_blocks.back() - c.tap_blocks.front()) * (linear + 2 * attention);
+  const double adapters = c.use_adapters ? taps * 2 * (2 * L * 2 * D * J) : 0;  // seg and det: down and up
+  const double tpca = c.use_tpca ? taps * 2 * N * 2 * J * J : 0;                 // q and out over the patches
+  return forward + backward + 3 * (adapters + tpca);
+}
+
 double matmul_gflops(torch::Dtype dtype, int64_t n, int iters, torch::Device device) {
   const auto a = torch::randn({n, n}).to(device, dtype), b = torch::randn({n, n}).to(device, dtype);
   const double seconds = median_seconds([&] { (void)torch::matmul(a, b); }, iters, device);
@@ -162,7 +180,14 @@ nlohmann::json run_train_step(const std::string& weights, torch::Dtype precision
     for (int i = 0; i < iters; ++i) step();
   }
   const double seconds = median_seconds(step, iters, device);
-  return {{"what", "train-step"}, {"seconds", seconds}, {"peak_rss_mb", peak_rss_mb()}};
+  nlohmann::json result = {{"what", "train-step"}, {"seconds", seconds}, {"peak_rss_mb", peak_rss_mb()}};
+  if (!model->config.train_backbone) {
+    const double flops = train_step_flops(model->backbone->config.vision, model->config, model->backbone->config.embed_dim) *
+                         static_cast<double>(batch);
+    result["gflop"] = flops / 1e9;
+    result["gflops"] = flops / seconds / 1e9;
+  }
+  return result;
 }
 
 void init_checkpoint(const std::string& weights, const std::string& out) {
