@@ -169,15 +169,21 @@ void setup_eval_command(CLI::App& app, Action& action) {
   auto* cal = app.add_subcommand("calibrate", "choose a trained model's image and pixel thresholds again on a "
                                               "dataset split (default valid) and write the checkpoint with them");
   add_scoring_options(cal, *c, "valid", "the recalibrated checkpoint (may be --model itself; written atomically)");
+  auto image_rule = std::make_shared<std::string>("f1");
+  cal->add_option("--image-rule", *image_rule,
+                  "how the image threshold is chosen: f1 (F1-max, the default), youden (max sensitivity + "
+                  "specificity - 1), sensitivity=X (the highest threshold that finds at least X of the abnormal "
+                  "images) or specificity=X (the lowest that clears at least X of the normal ones)");
   auto* cal_seed = cal->get_option("--seed");
-  cal->callback([&action, c, cal_seed] {
-    action = [c, cal_seed] {
+  cal->callback([&action, c, cal_seed, image_rule] {
+    action = [c, cal_seed, image_rule] {
       // Refused before the scoring, not after it.
+      const auto rule = eval::OperatingRule::parse(*image_rule);
       const fs::path out_dir = fs::absolute(c->out).parent_path();
       if (!fs::is_directory(out_dir)) fail(c->out, "its folder " + out_dir.string() + " does not exist");
       const auto scored = score_split(*c, cal_seed->count() > 0);
       fail_on_skipped(scored.results);
-      const auto calibration = eval::calibrate(scored.results);
+      const auto calibration = eval::calibrate(scored.results, rule);
       if (!calibration.calibrated)
         fail(scored.root, "the " + c->split + " split needs normal and abnormal images to calibrate on");
       model::write_recalibrated_checkpoint(c->model, c->out, calibration);

@@ -173,11 +173,12 @@ std::pair<torch::Tensor, torch::Tensor> pooled_pixels(const Pooled& p) {
 
 }  // namespace
 
-model::Calibration calibrate(const std::vector<ImageResult>& results) {
+model::Calibration calibrate(const std::vector<ImageResult>& results, const OperatingRule& image_rule) {
   model::Calibration c;
   const auto p = pool(results);
   if (!has_both_classes(p.labels)) return c;
-  c.image_threshold = metric_f1_max(p.scores, p.labels).threshold;
+  c.image_threshold = metric_operating_point(p.scores, p.labels, image_rule).threshold;
+  c.image_rule = image_rule.to_string();
   if (has_lesion(p)) c.pixel_threshold = metric_mean_dice_max(p.maps, p.masks).threshold;
   c.calibrated = true;
   return c;
@@ -197,6 +198,7 @@ nlohmann::json compute_metrics(const std::vector<ImageResult>& results, const mo
   const auto counts = p.labels.numel() ? confusion_at(p.scores, p.labels, calibration.image_threshold)
                                        : ConfusionCounts{};
   image["threshold"] = calibration.image_threshold;
+  image["threshold_rule"] = calibration.image_rule;
   image["sensitivity"] = number_or_null(counts.tp + counts.fn ? counts.sensitivity() : nan);
   image["specificity"] = number_or_null(counts.tn + counts.fp ? counts.specificity() : nan);
 

@@ -11,6 +11,7 @@
 
 #include "clip/config.h"
 #include "data/dataset.h"
+#include "eval/metrics.h"
 #include "model/checkpoint.h"
 #include "model/medsad_clip.h"
 
@@ -46,9 +47,10 @@ std::vector<ImageResult> evaluate_samples(model::MedSadClipImpl& model, const cl
 // a non-empty lesion mask; nullopt otherwise (normal images, unknown masks, unreadable images).
 std::optional<double> lesion_dice(const ImageResult& result, double pixel_threshold);
 
-// Image threshold maximising F1, and pixel threshold maximising the mean per-image Dice over the
-// images with a lesion (the mean Dice that compute_metrics reports), on these results.
-model::Calibration calibrate(const std::vector<ImageResult>& results);
+// Image threshold by `image_rule` (default: maximising F1), and pixel threshold maximising the
+// mean per-image Dice over the images with a lesion (the mean Dice that compute_metrics
+// reports), on these results.
+model::Calibration calibrate(const std::vector<ImageResult>& results, const OperatingRule& image_rule = {});
 
 // Every metric of the design; NaN (JSON null) where the split lacks what a metric needs.
 nlohmann::json compute_metrics(const std::vector<ImageResult>& results, const model::Calibration& calibration);

@@ -199,6 +199,80 @@ ThresholdScore metric_f1_max(const torch::Tensor& scores, const torch::Tensor& l
   return best_f1(rank_by_score("metric_f1_max", scores, labels));
 }
 
+OperatingRule OperatingRule::parse(const std::string& text) {
+  const auto bad = [&text] {
+    fail("", "--image-rule must be f1, youden, sensitivity=X or specificity=X with X in (0, 1], got '" + text + "'");
+  };
+  OperatingRule rule;
+  if (text == "f1") return rule;
+  if (text == "youden") {
+    rule.kind = Kind::Youden;
+    return rule;
+  }
+  const auto eq = text.find('=');
+  if (eq == std::string::npos) bad();
+  const std::string name = text.substr(0, eq), value = text.substr(eq + 1);
+  if (name == "sensitivity") rule.kind = Kind::Sensitivity;
+  else if (name == "specificity") rule.kind = Kind::Specificity;
+  else bad();
+  size_t used = 0;
+  try {
+    rule.target = std::stod(value, &used);
+  } catch (const std::exception&) {
+    bad();
+  }
+  if (used != value.size() || !(rule.target > 0 && rule.target <= 1)) bad();
+  return rule;
+}
+
+std::string OperatingRule::to_string() const {
+  std::ostringstream out;
+  switch (kind) {
+    case Kind::F1: return "f1";
+    case Kind::Youden: return "youden";
+    case Kind::Sensitivity: out << "sensitivity=" << target; break;
+    case Kind::Specificity: out << "specificity=" << target; break;
+  }
+  return out.str();
+}
+
+ThresholdScore metric_operating_point(const torch::Tensor& scores, const torch::Tensor& labels,
+                                      const OperatingRule& rule) {
+  const auto ranked = rank_by_score("metric_operating_point", scores, labels);
+  if (ranked.positives == 0 || ranked.negatives == 0) return {kNan, kNan};
+  if (rule.kind == OperatingRule::Kind::F1) return best_f1(ranked);
+  const double P = static_cast<double>(ranked.positives), N = static_cast<double>(ranked.negatives);
+  // Rates compared with a target as counts: tp >= x * P, up to rounding in the product.
+  const auto reaches = [](int64_t count, double total, double target) {
+    return static_cast<double>(count) >= target * total - 1e-9;
+  };
+  // Above every score nothing is called positive: sensitivity 0, specificity 1.
+  ThresholdScore best{kNan, kNan};
+  if (rule.kind == OperatingRule::Kind::Specificity)
+    best = {0.0, std::nextafter(ranked.samples.front().score, std::numeric_limits<double>::infinity())};
+  if (rule.kind == OperatingRule::Kind::Youden) best.value = -2;
+  int64_t tp = 0, fp = 0;
+  for_each_distinct_score(ranked, [&](double score, int64_t positives, int64_t negatives) {
+    tp += positives;
+    fp += negatives;
+    switch (rule.kind) {
+      case OperatingRule::Kind::Youden: {
+        const double j = static_cast<double>(tp) / P - static_cast<double>(fp) / N;
+        if (j > best.value) best = {j, score};  // strictly: the highest threshold among equals
+        break;
+      }
+      case OperatingRule::Kind::Sensitivity:  // thresholds fall, sensitivity rises: keep the first
+        if (std::isnan(best.threshold) && reaches(tp, P, rule.target)) best = {1 - static_cast<double>(fp) / N, score};
+        break;
+      case OperatingRule::Kind::Specificity:  // specificity falls: keep the last that reaches it
+        if (reaches(ranked.negatives - fp, N, rule.target)) best = {static_cast<double>(tp) / P, score};
+        break;
+      case OperatingRule::Kind::F1: break;
+    }
+  });
+  return best;
+}
+
 ConfusionCounts confusion_at(const torch::Tensor& scores, const torch::Tensor& labels, double threshold) {
   check_same_shape("confusion_at", scores, labels);
   const auto values = flat_double(scores);

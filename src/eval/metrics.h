@@ -20,6 +20,7 @@
 // same number of test images.
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include <torch/torch.h>
@@ -45,6 +46,27 @@ struct ThresholdScore {
 
 // Best F1 over all distinct thresholds. {NaN, NaN} if there are no positives.
 [[nodiscard]] ThresholdScore metric_f1_max(const torch::Tensor& scores, const torch::Tensor& labels);
+
+// How an image threshold is chosen on a split (`medsad calibrate --image-rule`): the operating
+// point a site wants, e.g. a screening tool that must miss at most 5% of abnormal images.
+struct OperatingRule {
+  enum class Kind { F1, Youden, Sensitivity, Specificity };
+  Kind kind = Kind::F1;
+  double target = 0;  // Sensitivity / Specificity: the least rate to reach, in (0, 1]
+  // "f1", "youden", "sensitivity=X" or "specificity=X" with X in (0, 1]; Error otherwise.
+  static OperatingRule parse(const std::string& text);
+  std::string to_string() const;  // the text parse reads back
+};
+
+// The threshold `rule` picks among the distinct thresholds, and the value it reaches there:
+//  * F1: best F1 (as metric_f1_max);
+//  * Youden: best sensitivity + specificity - 1; among equals, the highest threshold;
+//  * Sensitivity=x: the highest threshold whose sensitivity is at least x; value: its specificity;
+//  * Specificity=x: the lowest threshold whose specificity is at least x (a threshold above every
+//    score when only that reaches it); value: its sensitivity.
+// {NaN, NaN} unless both classes are present.
+[[nodiscard]] ThresholdScore metric_operating_point(const torch::Tensor& scores, const torch::Tensor& labels,
+                                                    const OperatingRule& rule);
 
 // Confusion matrix at one threshold, with the rates derived from it.
 struct ConfusionCounts {

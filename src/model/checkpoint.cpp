@@ -31,7 +31,8 @@ std::string tensors_sha256(const TensorMap& tensors) {
 }  // namespace
 
 nlohmann::json Calibration::to_json() const {
-  return {{"calibrated", calibrated}, {"image_threshold", image_threshold}, {"pixel_threshold", pixel_threshold}};
+  return {{"calibrated", calibrated}, {"image_threshold", image_threshold}, {"image_rule", image_rule},
+          {"pixel_threshold", pixel_threshold}};
 }
 
 Calibration Calibration::from_json(const nlohmann::json& j) {
@@ -39,6 +40,7 @@ Calibration Calibration::from_json(const nlohmann::json& j) {
   c.calibrated = j.at("calibrated").get<bool>();
   c.image_threshold = j.at("image_threshold").get<double>();
   c.pixel_threshold = j.at("pixel_threshold").get<double>();
+  c.image_rule = j.value("image_rule", "f1");  // checkpoints from before the rule was recorded: F1-max
   return c;
 }
 

@@ -19,7 +19,8 @@ namespace medsad::model {
 // Thresholds chosen on the validation split after training, so one image can be scored alone.
 struct Calibration {
   bool calibrated = false;
-  double image_threshold = 0.5;  // decision: score >= threshold (F1-max on validation)
+  double image_threshold = 0.5;  // decision: score >= threshold (F1-max on validation, or image_rule)
+  std::string image_rule = "f1";  // how image_threshold was chosen (eval::OperatingRule's text)
   double pixel_threshold = 0.5;  // lesion pixels: map >= threshold (mean-Dice-max on validation)
   nlohmann::json to_json() const;
   static Calibration from_json(const nlohmann::json& j);

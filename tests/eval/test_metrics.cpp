@@ -389,6 +389,83 @@ TEST(MetricImageLevel, MatchesBruteForceOnRandomTiedData) {
     }
 }
 
+TEST(MetricOperatingPoint, MatchesBruteForceOnRandomTiedData) {
+  // Each rule against its definition checked at every candidate threshold: the distinct scores
+  // and one above them all (nothing called abnormal).
+  std::vector<double> scores;
+  std::vector<int> labels;
+  for (uint32_t seed = 1; seed <= 4; ++seed)
+    for (bool rounded : {true, false}) {
+      random_scores(seed, 200, rounded, scores, labels);
+      const auto score_t = scores_tensor(scores, kScoreDtypes[seed % 2]);
+      const auto label_t = labels_tensor(labels, kLabelDtypes[seed % 3]);
+      SCOPED_TRACE("seed " + std::to_string(seed) + (rounded ? " rounded" : " distinct"));
+      const double P = static_cast<double>(std::count(labels.begin(), labels.end(), 1));
+      const double N = static_cast<double>(labels.size()) - P;
+      auto candidates = distinct_descending(scores);
+      candidates.insert(candidates.begin(), std::nextafter(candidates.front(), 2.0));
+      const auto sensitivity = [&](double t) { return static_cast<double>(brute_counts(scores, labels, t).tp) / P; };
+      const auto specificity = [&](double t) { return 1 - static_cast<double>(brute_counts(scores, labels, t).fp) / N; };
+
+      ThresholdScore youden{-2, 0};
+      for (double t : candidates)
+        if (sensitivity(t) + specificity(t) - 1 > youden.value) youden = {sensitivity(t) + specificity(t) - 1, t};
+      const auto got_youden = metric_operating_point(score_t, label_t, OperatingRule::parse("youden"));
+      EXPECT_NEAR(got_youden.value, youden.value, 1e-12);
+      EXPECT_EQ(got_youden.threshold, youden.threshold);
+      EXPECT_EQ(metric_operating_point(score_t, label_t, OperatingRule::parse("f1")).threshold,
+                brute_f1_max(scores, labels).threshold);
+
+      for (double target : {0.5, 0.9, 0.95, 1.0}) {
+        double highest = -1;  // the highest threshold whose sensitivity reaches the target
+        for (double t : candidates)
+          if (sensitivity(t) >= target && t > highest) highest = t;
+        const auto got = metric_operating_point(score_t, label_t, {OperatingRule::Kind::Sensitivity, target});
+        EXPECT_EQ(got.threshold, highest) << "sensitivity " << target;
+        EXPECT_NEAR(got.value, specificity(highest), 1e-12);
+        EXPECT_GE(confusion_at(score_t, label_t, got.threshold).sensitivity(), target);
+
+        double lowest = 2;  // the lowest threshold whose specificity reaches the target
+        for (double t : candidates)
+          if (specificity(t) >= target && t < lowest) lowest = t;
+        const auto got_spec = metric_operating_point(score_t, label_t, {OperatingRule::Kind::Specificity, target});
+        EXPECT_EQ(got_spec.threshold, lowest) << "specificity " << target;
+        EXPECT_NEAR(got_spec.value, sensitivity(lowest), 1e-12);
+      }
+    }
+}
+
+TEST(MetricOperatingPoint, HandComputedCaseAndRuleTexts) {
+  // Scores 0.9 (abnormal), 0.8 (normal), 0.6 (abnormal), 0.3 (abnormal), 0.2 (normal).
+  const auto scores = floats({0.9f, 0.8f, 0.6f, 0.3f, 0.2f});
+  const auto labels = ints({1, 0, 1, 1, 0});
+  // Sensitivity >= 2/3 first at 0.6 (specificity 1/2); all three found only from 0.3.
+  auto at = metric_operating_point(scores, labels, OperatingRule::parse("sensitivity=0.6"));
+  EXPECT_EQ(at.threshold, static_cast<double>(0.6f));
+  EXPECT_DOUBLE_EQ(at.value, 0.5);
+  EXPECT_EQ(metric_operating_point(scores, labels, OperatingRule::parse("sensitivity=1")).threshold,
+            static_cast<double>(0.3f));
+  // Specificity 1 needs a threshold above 0.8: sensitivity 1/3 at 0.9.
+  at = metric_operating_point(scores, labels, OperatingRule::parse("specificity=1"));
+  EXPECT_EQ(at.threshold, static_cast<double>(0.9f));
+  EXPECT_DOUBLE_EQ(at.value, 1.0 / 3.0);
+  // Youden: 0.3 gives 1 + 1/2 - 1 = 1/2, the best.
+  at = metric_operating_point(scores, labels, OperatingRule::parse("youden"));
+  EXPECT_EQ(at.threshold, static_cast<double>(0.3f));
+  EXPECT_DOUBLE_EQ(at.value, 0.5);
+  // A normal image at the top: specificity 1 only above every score.
+  at = metric_operating_point(floats({0.9f, 0.5f}), ints({0, 1}), OperatingRule::parse("specificity=1"));
+  EXPECT_GT(at.threshold, static_cast<double>(0.9f));
+  EXPECT_DOUBLE_EQ(at.value, 0.0);
+  EXPECT_TRUE(std::isnan(metric_operating_point(floats({0.1f, 0.9f}), ints({1, 1}), OperatingRule{}).threshold));
+
+  for (const char* text : {"f1", "youden", "sensitivity=0.95", "specificity=1"})
+    EXPECT_EQ(OperatingRule::parse(text).to_string(), text);
+  for (const char* bad : {"", "F1", "sensitivity", "sensitivity=", "sensitivity=0", "sensitivity=1.5",
+                          "specificity=0.9x", "precision=0.9", "sensitivity=nan"})
+    EXPECT_THROW(OperatingRule::parse(bad), medsad::Error) << bad;
+}
+
 TEST(MetricPixelLevel, DiceMaxMatchesBruteForceOnPooledPixels) {
   for (uint32_t seed = 1; seed <= 5; ++seed)
     for (bool rounded : {true, false}) {

@@ -327,6 +327,22 @@ TEST_F(TrainEndToEnd, CalibrateRewritesOnlyTheThresholds) {
   };
   EXPECT_GE(on_test(recalibrated, dir->file("test_after")), on_test(ckpt, dir->file("test_before")));
 
+  // An operating point instead of F1-max: chosen on test, it holds on test, and is recorded.
+  const std::string screening = dir->file("screening.ckpt");
+  const auto s = test::run_medsad("calibrate --split test --image-rule sensitivity=0.95 --model " + q(ckpt) + " --data " +
+                                  q(data()) + " --out " + q(screening));
+  ASSERT_EQ(s.exit_code, 0) << s.err;
+  EXPECT_EQ(json::parse(s.out)["after"]["image_rule"], "sensitivity=0.95");
+  ASSERT_EQ(test::run_medsad("eval --model " + q(screening) + " --data " + q(data()) + " --out " + q(dir->file("test_screening"))).exit_code, 0);
+  const auto image = json::parse(read_file_text(dir->file("test_screening") + "/metrics.json"))["image"];
+  EXPECT_GE(image["sensitivity"].get<double>(), 0.95);
+  EXPECT_EQ(image["threshold_rule"], "sensitivity=0.95");
+  const auto bad_rule = test::run_medsad("calibrate --image-rule sensitivity=95 --model " + q(ckpt) + " --data " + q(data()) +
+                                         " --out " + q(dir->file("never.ckpt")));
+  EXPECT_EQ(bad_rule.exit_code, 1);
+  EXPECT_EQ(bad_rule.err, "medsad: error: --image-rule must be f1, youden, sensitivity=X or specificity=X with X in (0, 1], "
+                          "got 'sensitivity=95'\n");
+
   // In place; and a file that is no checkpoint is one line naming it, with nothing written.
   EXPECT_EQ(test::run_medsad("calibrate --model " + q(recalibrated) + " --data " + q(data()) + " --out " +
                              q(recalibrated)).exit_code, 0);
