@@ -170,10 +170,7 @@ void setup_eval_command(CLI::App& app, Action& action) {
                                               "dataset split (default valid) and write the checkpoint with them");
   add_scoring_options(cal, *c, "valid", "the recalibrated checkpoint (may be --model itself; written atomically)");
   auto image_rule = std::make_shared<std::string>("f1");
-  cal->add_option("--image-rule", *image_rule,
-                  "how the image threshold is chosen: f1 (F1-max, the default), youden (max sensitivity + "
-                  "specificity - 1), sensitivity=X (the highest threshold that finds at least X of the abnormal "
-                  "images) or specificity=X (the lowest that clears at least X of the normal ones)");
+  add_image_rule_option(cal, *image_rule);
   auto* cal_seed = cal->get_option("--seed");
   cal->callback([&action, c, cal_seed, image_rule] {
     action = [c, cal_seed, image_rule] {

@@ -14,7 +14,7 @@ void setup_train_command(CLI::App& app, Action& action) {
   struct Options {
     train::TrainOptions train;
     DatasetOptions data;
-    std::string prompts = "learned", window;
+    std::string prompts = "learned", window, image_rule = "f1";
     ComputeOptions compute;
     bool no_tpca = false, no_adapters = false, no_augment = false;
   };
@@ -70,6 +70,7 @@ void setup_train_command(CLI::App& app, Action& action) {
   cmd->add_flag("--no-tpca", o->no_tpca, "ablation: plain cosine maps without Token-Patch Cross-Attention");
   cmd->add_flag("--no-adapters", o->no_adapters, "ablation: CLIP's own projection instead of adapters");
   cmd->add_flag("--no-augment", o->no_augment, "train without augmentation");
+  add_image_rule_option(cmd, o->image_rule);
   cmd->add_flag("--resume", o->train.resume, "continue an interrupted run from OUT/last.ckpt");
   cmd->add_flag("--overwrite", o->train.overwrite, "replace a previous run's checkpoints in OUT (refused otherwise)");
   cmd->callback([&action, o] {
@@ -82,6 +83,7 @@ void setup_train_command(CLI::App& app, Action& action) {
       options.model.use_tpca = !o->no_tpca;
       options.model.use_adapters = !o->no_adapters;
       options.augment = !o->no_augment;
+      options.image_rule = eval::OperatingRule::parse(o->image_rule);
       const auto compute = resolve_compute_options(o->compute);
       options.precision = compute.precision;
       options.device = compute.device;

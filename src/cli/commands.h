@@ -42,6 +42,15 @@ inline Compute resolve_compute_options(const ComputeOptions& options) {
 void add_window_option(CLI::App* cmd, std::string& window);
 void apply_window_option(const std::string& window);
 
+// --image-rule for the commands that calibrate (train at its end, calibrate): how the image
+// threshold is chosen on the split, the text eval::OperatingRule::parse reads (default f1).
+inline void add_image_rule_option(CLI::App* cmd, std::string& rule) {
+  cmd->add_option("--image-rule", rule,
+                  "how the image threshold is chosen: f1 (F1-max, the default), youden (max sensitivity + "
+                  "specificity - 1), sensitivity=X (the highest threshold that finds at least X of the abnormal "
+                  "images) or specificity=X (the lowest that clears at least X of the normal ones)");
+}
+
 void setup_clip_commands(CLI::App& app, Action& action);
 void setup_train_command(CLI::App& app, Action& action);
 void setup_eval_command(CLI::App& app, Action& action);

@@ -310,7 +310,7 @@ TrainSummary train(const TrainOptions& o) {
   model::load_checkpoint_weights(best_path, best_tensors, *model);
   model->eval();
   const auto results = eval::evaluate_samples(*model, preprocess, valid_samples, o.batch_size, false);
-  best_info.calibration = eval::calibrate(results);
+  best_info.calibration = eval::calibrate(results, o.image_rule);
   if (!best_info.calibration.calibrated)
     spdlog::warn("validation split lacks a class: thresholds left at 0.5 (uncalibrated)");
   save_checkpoint(best_path, *model, best_info);

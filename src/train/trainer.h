@@ -10,6 +10,7 @@
 
 #include "clip/scratch.h"
 #include "data/dataset.h"
+#include "eval/metrics.h"
 #include "model/config.h"
 #include "model/losses.h"
 #include "model/medsad_clip.h"
@@ -35,6 +36,7 @@ struct TrainOptions {
   uint64_t seed = 0;
   bool resume = false;          // continue from out_dir/last.ckpt
   bool overwrite = false;       // replace a previous run's checkpoints in out_dir (else refused)
+  eval::OperatingRule image_rule;  // how best.ckpt's image threshold is chosen on validation
 
   void validate() const;
 };

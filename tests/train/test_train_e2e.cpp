@@ -421,6 +421,23 @@ TEST_F(TrainEndToEnd, BadInputsGiveOneClearLine) {
         << command;
   }
   EXPECT_EQ(read_file_text(a_file), "kept");
+  // The image threshold's operating point chosen at the end of training: refused before any work
+  // when malformed; when given, best.ckpt records it and validation meets it.
+  const std::string ruled = dir->file("ruled_run");
+  const std::string ruled_args = "train --object 'brain MRI' --weights " + q(weights()) + " --bpe " + q(test::bpe_path()) +
+                                 " --data " + q(data()) + " --image-size 64 --batch 8 --epochs 1 --out " + q(ruled);
+  r = test::run_medsad(ruled_args + " --image-rule sensitivity");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("medsad: error: --image-rule must be"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(ruled));
+  r = test::run_medsad(ruled_args + " --image-rule specificity=1");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(json::parse(read_safetensors_metadata(ruled + "/best.ckpt").at("medsad"))["calibration"]["image_rule"],
+            "specificity=1");
+  r = test::run_medsad("eval --split valid --model " + q(ruled + "/best.ckpt") + " --data " + q(data()) + " --out " +
+                       q(dir->file("ruled_valid")));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(json::parse(read_file_text(dir->file("ruled_valid") + "/metrics.json"))["image"]["specificity"], 1.0);
   // A learning rate that blows the weights up: stopped at the first non-finite loss, before
   // any checkpoint with NaN weights is written.
   const std::string diverged = dir->file("diverged_run");
