@@ -1,5 +1,6 @@
 // Reading 2-D images from disk: PNG, JPEG, TIFF, BMP (OpenCV; 8 or 16 bit, and TIFF's signed and
-// floating-point pixels; grey, grey+alpha, RGB or RGBA) and DICOM (data/dicom_io.h: windowed to 8 bits), told apart by content.
+// floating-point pixels; grey, grey+alpha, RGB or RGBA) and DICOM (data/dicom_io.h: windowed to
+// 8 bits), told apart by content.
 #pragma once
 #include <string>
 

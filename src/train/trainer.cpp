@@ -253,8 +253,8 @@ TrainSummary train(const TrainOptions& o) {
       const double loss = terms.total.item<double>();
       // Stop before a NaN reaches a checkpoint: last.ckpt keeps the last finished epoch.
       if (!std::isfinite(loss))
-        fail(o.out_dir, "training diverged at epoch " + std::to_string(epoch + 1) + ", step " + std::to_string(step + 1) +
-                            " (the loss is not finite); try a lower --lr or more --warmup");
+        fail(o.out_dir, "training diverged at epoch " + std::to_string(epoch + 1) + ", step " +
+                            std::to_string(step + 1) + " (the loss is not finite); try a lower --lr or more --warmup");
       loss_sum += loss;
       seg_sum += terms.seg.item<double>();
       det_sum += terms.det.item<double>();
