@@ -214,8 +214,9 @@ void write_html_report(const std::string& dir, const std::string& title, const s
           "word-break:break-all}figcaption{font-size:13px}"
           "</style></head><body>";
   html << "<h1>" << escape(title) << "</h1>";
-  html << "<p>Calibrated on the validation split: image threshold <b>" << number(calibration.image_threshold, 4)
-       << "</b>, pixel threshold <b>" << number(calibration.pixel_threshold, 4) << "</b>"
+  html << "<p>The checkpoint's calibration: image threshold <b>" << number(calibration.image_threshold, 4)
+       << "</b> (rule " << escape(calibration.image_rule) << "), pixel threshold <b>"
+       << number(calibration.pixel_threshold, 4) << "</b>"
        << (calibration.calibrated ? "" : " (uncalibrated defaults)") << ". " << results.size() << " images.</p>";
   html << "<h2>Metrics</h2>" << metrics_table(metrics);
   html << "<h2>Curves</h2><div>" << svg_curve(roc_points(scores, labels), "ROC (image level)", "false-positive rate",
