@@ -233,6 +233,21 @@ std::string error_text(const std::function<void()>& call) {
 const torch::ScalarType kScoreDtypes[] = {torch::kFloat, torch::kDouble};
 const torch::ScalarType kLabelDtypes[] = {torch::kBool, torch::kUInt8, torch::kInt64};
 
+// Calls check(scores, labels, score_tensor, label_tensor) on random_scores of seeds 1..seeds, each
+// with ties (scores rounded to tenths) and without, the tensors in dtypes that vary with the seed.
+template <typename Check>
+void for_each_random_case(uint32_t seeds, int n, Check&& check) {
+  std::vector<double> scores;
+  std::vector<int> labels;
+  for (uint32_t seed = 1; seed <= seeds; ++seed)
+    for (bool rounded : {true, false}) {
+      random_scores(seed, n, rounded, scores, labels);
+      SCOPED_TRACE("seed " + std::to_string(seed) + (rounded ? " rounded" : " distinct"));
+      check(scores, labels, scores_tensor(scores, kScoreDtypes[seed % 2]),
+            labels_tensor(labels, kLabelDtypes[seed % 3]));
+    }
+}
+
 }  // namespace
 
 // ---------- hand-computed cases ----------
@@ -364,75 +379,63 @@ TEST(MetricAupro, NanWithoutRegionsOrWithoutNormalPixels) {
 // ---------- against brute force on random data ----------
 
 TEST(MetricImageLevel, MatchesBruteForceOnRandomTiedData) {
-  std::vector<double> scores;
-  std::vector<int> labels;
-  for (uint32_t seed = 1; seed <= 6; ++seed)
-    for (bool rounded : {true, false}) {
-      random_scores(seed, 300, rounded, scores, labels);
-      const auto score_t = scores_tensor(scores, kScoreDtypes[seed % 2]);
-      const auto label_t = labels_tensor(labels, kLabelDtypes[seed % 3]);
-      SCOPED_TRACE("seed " + std::to_string(seed) + (rounded ? " rounded" : " distinct"));
-      EXPECT_NEAR(metric_auroc(score_t, label_t), brute_auroc(scores, labels), 1e-12);
-      EXPECT_NEAR(metric_average_precision(score_t, label_t), brute_average_precision(scores, labels), 1e-12);
-      const auto best = metric_f1_max(score_t, label_t);
-      const auto expected = brute_f1_max(scores, labels);
-      EXPECT_EQ(best.value, expected.value);
-      EXPECT_EQ(best.threshold, expected.threshold);
-      // The reported threshold reproduces the reported value.
-      EXPECT_EQ(confusion_at(score_t, label_t, best.threshold).f1(), best.value);
-      const Counts c = brute_counts(scores, labels, 0.5);
-      const auto counts = confusion_at(score_t, label_t, 0.5);
-      EXPECT_EQ(counts.tp, c.tp);
-      EXPECT_EQ(counts.fp, c.fp);
-      EXPECT_EQ(counts.fn, c.fn);
-      EXPECT_EQ(counts.tp + counts.fp + counts.tn + counts.fn, static_cast<int64_t>(scores.size()));
-    }
+  for_each_random_case(6, 300, [](const std::vector<double>& scores, const std::vector<int>& labels,
+                                const torch::Tensor& score_t, const torch::Tensor& label_t) {
+    EXPECT_NEAR(metric_auroc(score_t, label_t), brute_auroc(scores, labels), 1e-12);
+    EXPECT_NEAR(metric_average_precision(score_t, label_t), brute_average_precision(scores, labels), 1e-12);
+    const auto best = metric_f1_max(score_t, label_t);
+    const auto expected = brute_f1_max(scores, labels);
+    EXPECT_EQ(best.value, expected.value);
+    EXPECT_EQ(best.threshold, expected.threshold);
+    // The reported threshold reproduces the reported value.
+    EXPECT_EQ(confusion_at(score_t, label_t, best.threshold).f1(), best.value);
+    const Counts c = brute_counts(scores, labels, 0.5);
+    const auto counts = confusion_at(score_t, label_t, 0.5);
+    EXPECT_EQ(counts.tp, c.tp);
+    EXPECT_EQ(counts.fp, c.fp);
+    EXPECT_EQ(counts.fn, c.fn);
+    EXPECT_EQ(counts.tp + counts.fp + counts.tn + counts.fn, static_cast<int64_t>(scores.size()));
+  });
 }
 
 TEST(MetricOperatingPoint, MatchesBruteForceOnRandomTiedData) {
   // Each rule against its definition checked at every candidate threshold: the distinct scores
   // and one above them all (nothing called abnormal).
-  std::vector<double> scores;
-  std::vector<int> labels;
-  for (uint32_t seed = 1; seed <= 4; ++seed)
-    for (bool rounded : {true, false}) {
-      random_scores(seed, 200, rounded, scores, labels);
-      const auto score_t = scores_tensor(scores, kScoreDtypes[seed % 2]);
-      const auto label_t = labels_tensor(labels, kLabelDtypes[seed % 3]);
-      SCOPED_TRACE("seed " + std::to_string(seed) + (rounded ? " rounded" : " distinct"));
-      const double P = static_cast<double>(std::count(labels.begin(), labels.end(), 1));
-      const double N = static_cast<double>(labels.size()) - P;
-      auto candidates = distinct_descending(scores);
-      candidates.insert(candidates.begin(), std::nextafter(candidates.front(), 2.0));
-      const auto sensitivity = [&](double t) { return static_cast<double>(brute_counts(scores, labels, t).tp) / P; };
-      const auto specificity = [&](double t) { return 1 - static_cast<double>(brute_counts(scores, labels, t).fp) / N; };
+  for_each_random_case(4, 200, [](const std::vector<double>& scores, const std::vector<int>& labels,
+                                const torch::Tensor& score_t, const torch::Tensor& label_t) {
+    const double P = static_cast<double>(std::count(labels.begin(), labels.end(), 1));
+    const double N = static_cast<double>(labels.size()) - P;
+    auto candidates = distinct_descending(scores);
+    candidates.insert(candidates.begin(), std::nextafter(candidates.front(), 2.0));
+    const auto sensitivity = [&](double t) { return static_cast<double>(brute_counts(scores, labels, t).tp) / P; };
+    const auto specificity = [&](double t) { return 1 - static_cast<double>(brute_counts(scores, labels, t).fp) / N; };
 
-      ThresholdScore youden{-2, 0};
+    ThresholdScore youden{-2, 0};
+    for (double t : candidates)
+      if (sensitivity(t) + specificity(t) - 1 > youden.value) youden = {sensitivity(t) + specificity(t) - 1, t};
+    const auto got_youden = metric_operating_point(score_t, label_t, OperatingRule::parse("youden"));
+    EXPECT_NEAR(got_youden.value, youden.value, 1e-12);
+    EXPECT_EQ(got_youden.threshold, youden.threshold);
+    EXPECT_EQ(metric_operating_point(score_t, label_t, OperatingRule::parse("f1")).threshold,
+              brute_f1_max(scores, labels).threshold);
+
+    for (double target : {0.5, 0.9, 0.95, 1.0}) {
+      double highest = -1;  // the highest threshold whose sensitivity reaches the target
       for (double t : candidates)
-        if (sensitivity(t) + specificity(t) - 1 > youden.value) youden = {sensitivity(t) + specificity(t) - 1, t};
-      const auto got_youden = metric_operating_point(score_t, label_t, OperatingRule::parse("youden"));
-      EXPECT_NEAR(got_youden.value, youden.value, 1e-12);
-      EXPECT_EQ(got_youden.threshold, youden.threshold);
-      EXPECT_EQ(metric_operating_point(score_t, label_t, OperatingRule::parse("f1")).threshold,
-                brute_f1_max(scores, labels).threshold);
+        if (sensitivity(t) >= target && t > highest) highest = t;
+      const auto got = metric_operating_point(score_t, label_t, {OperatingRule::Kind::Sensitivity, target});
+      EXPECT_EQ(got.threshold, highest) << "sensitivity " << target;
+      EXPECT_NEAR(got.value, specificity(highest), 1e-12);
+      EXPECT_GE(confusion_at(score_t, label_t, got.threshold).sensitivity(), target);
 
-      for (double target : {0.5, 0.9, 0.95, 1.0}) {
-        double highest = -1;  // the highest threshold whose sensitivity reaches the target
-        for (double t : candidates)
-          if (sensitivity(t) >= target && t > highest) highest = t;
-        const auto got = metric_operating_point(score_t, label_t, {OperatingRule::Kind::Sensitivity, target});
-        EXPECT_EQ(got.threshold, highest) << "sensitivity " << target;
-        EXPECT_NEAR(got.value, specificity(highest), 1e-12);
-        EXPECT_GE(confusion_at(score_t, label_t, got.threshold).sensitivity(), target);
-
-        double lowest = 2;  // the lowest threshold whose specificity reaches the target
-        for (double t : candidates)
-          if (specificity(t) >= target && t < lowest) lowest = t;
-        const auto got_spec = metric_operating_point(score_t, label_t, {OperatingRule::Kind::Specificity, target});
-        EXPECT_EQ(got_spec.threshold, lowest) << "specificity " << target;
-        EXPECT_NEAR(got_spec.value, sensitivity(lowest), 1e-12);
-      }
+      double lowest = 2;  // the lowest threshold whose specificity reaches the target
+      for (double t : candidates)
+        if (specificity(t) >= target && t < lowest) lowest = t;
+      const auto got_spec = metric_operating_point(score_t, label_t, {OperatingRule::Kind::Specificity, target});
+      EXPECT_EQ(got_spec.threshold, lowest) << "specificity " << target;
+      EXPECT_NEAR(got_spec.value, sensitivity(lowest), 1e-12);
     }
+  });
 }
 
 TEST(MetricOperatingPoint, HandComputedCaseAndRuleTexts) {
