@@ -63,13 +63,22 @@ torch::Tensor example_images(int64_t batch, int64_t side) {
   return torch::sin(torch::arange(batch * 3 * side * side, torch::kFloat32) * 1e-3).reshape({batch, 3, side, side});
 }
 
-// Multiply-adds x 2 of one image through the image tower: patch embedding, then per block the
-// q/k/v/out and MLP projections over L = 1 + N tokens and the two attention products.
-double vision_flops(const clip::ClipVisionConfig& v) {
+// Multiply-adds x 2 of the image tower's parts, per image, over L = 1 + N tokens of width D.
+struct VisionFlops {
+  double patch_embedding;  // the patch convolution
+  double linear;           // one block's q/k/v/out and MLP projections
+  double attention;        // one block's two attention products
+};
+VisionFlops vision_flops_parts(const clip::ClipVisionConfig& v) {
   const double N = static_cast<double>(v.grid_size() * v.grid_size()), L = N + 1, D = static_cast<double>(v.width);
   const double p = static_cast<double>(v.patch_size), M = static_cast<double>(v.mlp_width);
-  const double block = 2 * L * (4 * D * D + 2 * D * M) + 2 * 2 * L * L * D;
-  return 2 * N * 3 * p * p * D + static_cast<double>(v.layers) * block;
+  return {2 * N * 3 * p * p * D, 2 * L * (4 * D * D + 2 * D * M), 2 * 2 * L * L * D};
+}
+
+// Multiply-adds x 2 of one image through the whole image tower.
+double vision_flops(const clip::ClipVisionConfig& v) {
+  const auto f = vision_flops_parts(v);
+  return f.patch_embedding + static_cast<double>(v.layers) * (f.linear + f.attention);
 }
 
 // Multiply-adds x 2 of one training step per image, frozen backbone: the image tower's forward
@@ -79,12 +88,12 @@ double vision_flops(const clip::ClipVisionConfig& v) {
 // and backward (inputs' and weights' gradients: three times their forward). Left out: the text
 // tower (two prompts of about 14 tokens: under 1% at B/16), the losses and elementwise work.
 double train_step_flops(const clip::ClipVisionConfig& v, const model::MedSadConfig& c, int64_t joint_width) {
+  const auto f = vision_flops_parts(v);
   const double N = static_cast<double>(v.grid_size() * v.grid_size()), L = N + 1, D = static_cast<double>(v.width);
-  const double p = static_cast<double>(v.patch_size), M = static_cast<double>(v.mlp_width);
   const double J = static_cast<double>(joint_width), taps = static_cast<double>(c.tap_blocks.size());
-  const double linear = 2 * L * (4 * D * D + 2 * D * M), attention = 2 * 2 * L * L * D;
-  const double forward = 2 * N * 3 * p * p * D + static_cast<double>(c.tap_blocks.back()) * (linear + attention);
-  const double backward = static_cast<double>(c.tap_blocks.back() - c.tap_blocks.front()) * (linear + 2 * attention);
+  const double forward = f.patch_embedding + static_cast<double>(c.tap_blocks.back()) * (f.linear + f.attention);
+  const double backward =
+      static_cast<double>(c.tap_blocks.back() - c.tap_blocks.front()) * (f.linear + 2 * f.attention);
   const double adapters = c.use_adapters ? taps * 2 * (2 * L * 2 * D * J) : 0;  // seg and det: down and up
   const double tpca = c.use_tpca ? taps * 2 * N * 2 * J * J : 0;                 // q and out over the patches
   return forward + backward + 3 * (adapters + tpca);
