@@ -2,11 +2,16 @@
 // image; with --out, the binary lesion mask and a heat-map overlay at the image's own size.
 // A NIfTI volume (.nii, .nii.gz) is scored slice by slice along --axis: one JSON line per slice;
 // with --out, NAME_slices.csv and NAME_mask.nii.gz on the volume's own voxel grid.
-// A bad input prints one error line and the run goes on; the exit code is 1 if any failed.
+// A folder is its DICOM series (slices in position order) or, holding no DICOM file, its images
+// and NIfTI volumes in name order. A bad input prints one error line and the run goes on; the
+// exit code is 1 if any failed.
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <future>
+#include <map>
+#include <set>
 
 #include <nlohmann/json.hpp>
 
@@ -14,6 +19,7 @@
 #include "core/error.h"
 #include "core/runtime.h"
 #include "core/file_io.h"
+#include "data/dataset.h"
 #include "data/dicom_io.h"
 #include "data/image_io.h"
 #include "data/nifti_volume.h"
@@ -41,9 +47,66 @@ std::string volume_stem(const std::string& path) {
   return name;
 }
 
+// The files a folder argument stands for: its DICOM series in slice order if it holds a DICOM
+// file, else its images (as the dataset layouts count them) and NIfTI volumes in name order.
+std::vector<std::string> folder_inputs(const std::string& dir) {
+  std::vector<std::string> volumes;
+  bool dicom = false;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    std::error_code type_ec;
+    if (name.empty() || name[0] == '.' || !it->is_regular_file(type_ec)) continue;
+    if (is_nifti_path(name)) volumes.push_back(it->path().string());
+    else if (data::is_dicom_file(it->path().string())) dicom = true;
+  }
+  if (ec) fail(dir, "cannot list the folder: " + ec.message());
+  if (dicom) return data::sorted_dicom_series(dir);
+  auto files = data::image_files_in(dir);
+  files.insert(files.end(), volumes.begin(), volumes.end());
+  std::sort(files.begin(), files.end());
+  if (files.empty()) fail(dir, "no DICOM series, image or NIfTI volume in this folder");
+  return files;
+}
+
+// The NAME of each input's files under --out: its file name without the extension (.nii.gz
+// whole), or, where inputs share one, the path as given with "/" written "__" and the
+// extension's "." as "_" (scans/a/x.png -> scans__a__x_png), so that no input's files
+// overwrite another's. Inputs still alike after that (the same file twice) get _2, _3...
+std::vector<std::string> output_names(const std::vector<std::string>& paths) {
+  std::vector<std::string> stems, names;
+  std::map<std::string, int> stem_count;
+  for (const auto& path : paths) {
+    stems.push_back(is_nifti_path(path) ? volume_stem(path) : fs::path(path).stem().string());
+    ++stem_count[stems.back()];
+  }
+  for (size_t i = 0; i < paths.size(); ++i) {
+    if (stem_count[stems[i]] == 1) {
+      names.push_back(stems[i]);
+      continue;
+    }
+    std::string name;
+    for (const auto& part : fs::path(paths[i]).relative_path()) {
+      const std::string text = part.string();
+      if (text.empty() || text == "." || text == "..") continue;
+      name += (name.empty() ? "" : "__") + text;
+    }
+    for (char& c : name)
+      if (c == '.') c = '_';
+    names.push_back(name);
+  }
+  std::set<std::string> taken;
+  for (auto& name : names) {
+    const std::string base = name;
+    for (int n = 2; taken.count(name); ++n) name = base + "_" + std::to_string(n);
+    taken.insert(name);
+  }
+  return names;
+}
+
 void predict_volume_file(model::MedSadClipImpl& model, const clip::ImagePreprocess& preprocess,
                          const model::Calibration& calibration, const std::string& path, eval::SliceAxis axis,
-                         int64_t batch, const std::string& out_dir) {
+                         int64_t batch, const std::string& out_dir, const std::string& out_name) {
   const auto volume = data::read_nifti_volume(path);
   eval::VolumePrediction prediction;
   try {
@@ -58,9 +121,10 @@ void predict_volume_file(model::MedSadClipImpl& model, const clip::ImagePreproce
     const double score = prediction.slice_scores[k];
     const double fraction = mask.select(d, static_cast<int64_t>(k)).to(torch::kFloat64).mean().item<double>();
     const char* decision = score >= calibration.image_threshold ? "abnormal" : "normal";
-    const nlohmann::json line = {{"path", path}, {"axis", eval::to_string(axis)}, {"slice", k}, {"score", score},
-                                 {"decision", decision}, {"threshold", calibration.image_threshold},
-                                 {"lesion_fraction", fraction}};
+    nlohmann::json line = {{"path", path}, {"axis", eval::to_string(axis)}, {"slice", k}, {"score", score},
+                           {"decision", decision}, {"threshold", calibration.image_threshold},
+                           {"lesion_fraction", fraction}};
+    if (!out_dir.empty()) line["name"] = out_name;
     std::printf("%s\n", line.dump().c_str());
     char row[128];
     std::snprintf(row, sizeof row, "%zu,%.6f,%s,%.6f\n", k, score, decision, fraction);
@@ -68,9 +132,8 @@ void predict_volume_file(model::MedSadClipImpl& model, const clip::ImagePreproce
   }
   std::fflush(stdout);
   if (out_dir.empty()) return;
-  const std::string stem = volume_stem(path);
-  write_file_atomic((fs::path(out_dir) / (stem + "_slices.csv")).string(), csv);
-  data::write_nifti_mask_like((fs::path(out_dir) / (stem + "_mask.nii.gz")).string(), mask, volume);
+  write_file_atomic((fs::path(out_dir) / (out_name + "_slices.csv")).string(), csv);
+  data::write_nifti_mask_like((fs::path(out_dir) / (out_name + "_mask.nii.gz")).string(), mask, volume);
 }
 
 }  // namespace
@@ -87,8 +150,8 @@ void setup_predict_command(CLI::App& app, Action& action) {
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("predict", "score single images with a trained model");
   cmd->add_option("--model", o->model, "trained checkpoint (best.ckpt)")->required();
-  cmd->add_option("images", o->images, "image files (PNG, JPEG, TIFF, BMP, DICOM), DICOM series folders, or NIfTI volumes")->required();
-  cmd->add_option("--out", o->out, "folder for NAME_mask.png, NAME_overlay.png and NAME_map.png (the anomaly map in [0, 1] as 16-bit grey) (volumes: NAME_slices.csv, NAME_mask.nii.gz)");
+  cmd->add_option("images", o->images, "image files (PNG, JPEG, TIFF, BMP, DICOM), NIfTI volumes, or folders: a DICOM series, else the folder's images and volumes")->required();
+  cmd->add_option("--out", o->out, "folder for NAME_mask.png, NAME_overlay.png and NAME_map.png (the anomaly map in [0, 1] as 16-bit grey) (volumes: NAME_slices.csv, NAME_mask.nii.gz); NAME is the file's stem, or its path with / as __ where two inputs share a stem");
   cmd->add_option("--axis", o->axis, "volumes: slice along axial (default), coronal or sagittal")
       ->check(CLI::IsMember({"axial", "coronal", "sagittal"}));
   cmd->add_option("--weights", o->weights, "CLIP backbone (default: the one recorded at training)");
@@ -103,33 +166,40 @@ void setup_predict_command(CLI::App& app, Action& action) {
       if (!o->out.empty()) make_folders(o->out);
       auto trained = model::load_trained_model(o->model, o->weights, o->bpe, compute.precision, compute.device);
       const auto& calibration = trained.info.calibration;
-      int64_t failed = 0;
-      std::vector<std::string> image_paths;
+      int64_t failed = 0, unlisted_folders = 0;
+      std::vector<std::string> inputs;  // files, folders expanded
       for (const auto& path : o->images) {
         std::error_code ec;
-        if (fs::is_directory(path, ec)) {  // a DICOM series: its slices in position order
-          try {
-            for (auto& slice : data::sorted_dicom_series(path)) image_paths.push_back(std::move(slice));
-          } catch (const Error& e) {
-            std::fprintf(stderr, "medsad: error: %s\n", e.what());
-            ++failed;
-          }
-          continue;
-        }
-        if (!is_nifti_path(path)) {
-          image_paths.push_back(path);
+        if (!fs::is_directory(path, ec)) {
+          inputs.push_back(path);
           continue;
         }
         try {
-          predict_volume_file(*trained.model, trained.preprocess, calibration, path, eval::parse_slice_axis(o->axis),
-                              o->batch, o->out);
+          for (auto& file : folder_inputs(path)) inputs.push_back(std::move(file));
+        } catch (const Error& e) {
+          std::fprintf(stderr, "medsad: error: %s\n", e.what());
+          ++failed, ++unlisted_folders;
+        }
+      }
+      const auto names = output_names(inputs);
+      std::vector<std::string> image_paths, image_names;
+      for (size_t i = 0; i < inputs.size(); ++i) {
+        if (!is_nifti_path(inputs[i])) {
+          image_paths.push_back(inputs[i]);
+          image_names.push_back(names[i]);
+          continue;
+        }
+        try {
+          predict_volume_file(*trained.model, trained.preprocess, calibration, inputs[i],
+                              eval::parse_slice_axis(o->axis), o->batch, o->out, names[i]);
         } catch (const Error& e) {
           std::fprintf(stderr, "medsad: error: %s\n", e.what());
           ++failed;
         }
       }
       struct Batch {
-        std::vector<std::string> paths, errors;
+        std::vector<size_t> indices;  // into image_paths, of the readable images
+        std::vector<std::string> errors;
         std::vector<torch::Tensor> images;
       };
       const auto step = static_cast<size_t>(o->batch);
@@ -139,7 +209,7 @@ void setup_predict_command(CLI::App& app, Action& action) {
           for (size_t i = start; i < std::min(image_paths.size(), start + step); ++i) {
             try {
               b.images.push_back(read_image_rgb(image_paths[i]));
-              b.paths.push_back(image_paths[i]);
+              b.indices.push_back(i);
             } catch (const Error& e) {
               b.errors.push_back(e.what());
             }
@@ -154,19 +224,20 @@ void setup_predict_command(CLI::App& app, Action& action) {
         if (start + step < image_paths.size()) next = read_from(start + step);
         for (const auto& error : batch.errors) std::fprintf(stderr, "medsad: error: %s\n", error.c_str());
         failed += static_cast<int64_t>(batch.errors.size());
-        const auto& paths = batch.paths;
         const auto& images = batch.images;
         const auto results = eval::predict_images(*trained.model, trained.preprocess, images, o->batch);
         for (size_t i = 0; i < results.size(); ++i) {
+          const size_t k = batch.indices[i];
           const auto lesion = results[i].map >= calibration.pixel_threshold;
-          const nlohmann::json line = {{"path", paths[i]},
+          nlohmann::json line = {{"path", image_paths[k]},
                                        {"score", results[i].score},
                                        {"decision", results[i].score >= calibration.image_threshold ? "abnormal" : "normal"},
                                        {"threshold", calibration.image_threshold},
                                        {"lesion_fraction", lesion.to(torch::kFloat64).mean().item<double>()}};
+          if (!o->out.empty()) line["name"] = image_names[k];
           std::printf("%s\n", line.dump().c_str());
           if (o->out.empty()) continue;
-          const std::string stem = fs::path(paths[i]).stem().string();
+          const std::string& stem = image_names[k];
           const cv::Mat mask = eval::to_mat_u8(lesion.to(torch::kFloat32));
           write_png((fs::path(o->out) / (stem + "_mask.png")).string(), mask);
           write_png((fs::path(o->out) / (stem + "_overlay.png")).string(), eval::anomaly_overlay(images[i], results[i].map, mask));
@@ -174,7 +245,9 @@ void setup_predict_command(CLI::App& app, Action& action) {
         }
         std::fflush(stdout);
       }
-      if (failed) fail("", std::to_string(failed) + " of " + std::to_string(o->images.size()) + " inputs could not be read");
+      if (failed)
+        fail("", std::to_string(failed) + " of " + std::to_string(static_cast<int64_t>(inputs.size()) + unlisted_folders) +
+                     " inputs could not be read");
     };
   });
 }

@@ -97,6 +97,11 @@ struct Dataset {
 // images, how many have a mask (found) and how many do not (missing).
 [[nodiscard]] std::string dataset_summary(const Dataset& dataset);
 
+// The image files directly in `dir` as the layouts count them (the extensions above, any case;
+// hidden and mask-named files skipped), sorted by name. Throws Error(dir, ...) if `dir` cannot
+// be listed.
+[[nodiscard]] std::vector<std::string> image_files_in(const std::string& dir);
+
 // ---- Pieces of load_dataset, exposed for tests and tools (layouts.cpp) ----
 
 // Samples exactly as the layout stores them, before carving and budget.

