@@ -18,6 +18,7 @@ namespace {
 struct ClipOptions {
   std::string weights;
   std::string hf_config;
+  std::string clip_activation = "auto";
   std::string bpe;
   std::vector<std::string> images;
   std::vector<std::string> texts;
@@ -53,12 +54,15 @@ nlohmann::json tokens_to_json(const torch::Tensor& tokens) {
 }
 
 void run_info(const ClipOptions& o) {
-  const auto ckpt = clip::read_clip_checkpoint(o.weights, o.hf_config);
+  const auto ckpt = clip::read_clip_checkpoint(o.weights, o.hf_config, o.clip_activation);
   auto model = clip::build_clip_model(ckpt);
   std::cout << "format: " << clip::to_string(ckpt.format) << "\n"
             << ckpt.config.to_string() << "\n"
             << "parameters: image " << count_parameters(*model->visual) << ", text "
             << count_parameters(*model->text) << ", total " << count_parameters(*model) << "\n";
+  if (ckpt.format == clip::WeightFormat::TorchPickle && o.clip_activation == "auto")
+    std::cout << "note: a state dict does not record its activation; QuickGELU is OpenAI's. For open_clip "
+                 "weights trained with GELU (LAION, DataComp) give --clip-activation gelu\n";
 }
 
 void run_tokenize(const ClipOptions& o) {
@@ -72,7 +76,7 @@ void run_tokenize(const ClipOptions& o) {
 void run_embed(const ClipOptions& o) {
   if (!o.texts.empty() && o.bpe.empty()) fail("", "--text needs --bpe (the CLIP vocabulary file)");
   if (!o.block_tokens.empty() && o.out.empty()) fail("", "--block-tokens needs --out FILE.safetensors");
-  const auto ckpt = clip::read_clip_checkpoint(o.weights, o.hf_config);
+  const auto ckpt = clip::read_clip_checkpoint(o.weights, o.hf_config, o.clip_activation);
   const auto& vision = ckpt.config.vision;
   const int64_t size = o.image_size > 0 ? o.image_size : vision.image_size;
   if (size < vision.patch_size || size > 8192)
@@ -125,6 +129,7 @@ void setup_clip_commands(CLI::App& app, Action& action) {
   info->add_option("--weights", opts->weights, "CLIP checkpoint (OpenAI .pt, torch.save .pt/.bin, safetensors)")
       ->required();
   info->add_option("--hf-config", opts->hf_config, "Hugging Face config.json (default: found beside the weights)");
+  add_clip_activation_option(info, opts->clip_activation);
   info->callback([&action, opts] { action = [opts] { run_info(*opts); }; });
 
   auto* tok = clip->add_subcommand("tokenize", "print CLIP token ids of texts as JSON");
@@ -136,6 +141,7 @@ void setup_clip_commands(CLI::App& app, Action& action) {
   auto* embed = clip->add_subcommand("embed", "print unnormalised CLIP image and text embeddings as JSON");
   embed->add_option("--weights", opts->weights, "CLIP checkpoint")->required();
   embed->add_option("--hf-config", opts->hf_config, "Hugging Face config.json (default: found beside the weights)");
+  add_clip_activation_option(embed, opts->clip_activation);
   embed->add_option("--bpe", opts->bpe, "bpe_simple_vocab_16e6.txt.gz (needed with --text)");
   embed->add_option("--image", opts->images, "image file (repeatable)");
   embed->add_option("--text", opts->texts, "text (repeatable)");

@@ -27,6 +27,7 @@ void setup_train_command(CLI::App& app, Action& action) {
                   "CLIP backbone checkpoint, or none: a small CLIP-architecture backbone trained from scratch")
       ->required();
   cmd->add_option("--hf-config", o->train.hf_config, "Hugging Face config.json (default: beside the weights)");
+  add_clip_activation_option(cmd, o->train.clip_activation);
   cmd->add_option("--bpe", o->train.bpe, "bpe_simple_vocab_16e6.txt.gz (required with CLIP weights; "
                                          "without it --weights none uses a byte-level tokenizer)");
   auto& sc = o->train.scratch;

@@ -51,6 +51,15 @@ inline void add_image_rule_option(CLI::App* cmd, std::string& rule) {
                   "images) or specificity=X (the lowest that clears at least X of the normal ones)");
 }
 
+// --clip-activation for the commands that read CLIP weights (clip info/embed, train): the MLP
+// activation a state dict does not record (clip::read_clip_checkpoint).
+inline void add_clip_activation_option(CLI::App* cmd, std::string& activation) {
+  cmd->add_option("--clip-activation", activation,
+                  "auto (a Hugging Face config's hidden_act, else QuickGELU as in OpenAI's weights), quick_gelu, or "
+                  "gelu (open_clip's LAION- and DataComp-trained weights)")
+      ->check(CLI::IsMember({"auto", "quick_gelu", "gelu"}));
+}
+
 void setup_clip_commands(CLI::App& app, Action& action);
 void setup_train_command(CLI::App& app, Action& action);
 void setup_eval_command(CLI::App& app, Action& action);

@@ -97,7 +97,8 @@ ClipConfig infer_clip_config(const TensorMap& tensors, const std::string& path) 
   v.layers = count_blocks(tensors, "visual.transformer.resblocks.");
   if (v.layers == 0) fail(path, "not a ViT CLIP checkpoint: no image transformer blocks");
   v.mlp_width = get("visual.transformer.resblocks.0.mlp.c_fc.weight", 2).size(0);
-  v.heads = std::max<int64_t>(1, v.width / 64);
+  // open_clip's largest image towers keep 16 heads and widen them instead (head_width 80, 88, 104).
+  v.heads = (v.width == 1280 || v.width == 1408 || v.width == 1664) ? 16 : std::max<int64_t>(1, v.width / 64);
   config.embed_dim = get("visual.proj", 2).size(1);
 
   auto& t = config.text;
@@ -121,7 +122,13 @@ ClipConfig infer_clip_config(const TensorMap& tensors, const std::string& path) 
   return config;
 }
 
-ClipCheckpoint read_clip_checkpoint(const std::string& path, const std::string& hf_config) {
+Activation activation_from_name(const std::string& name) {
+  if (name == "quick_gelu") return Activation::QuickGelu;
+  if (name == "gelu") return Activation::Gelu;
+  fail("", "unknown activation '" + name + "' (expected quick_gelu or gelu)");
+}
+
+ClipCheckpoint read_clip_checkpoint(const std::string& path, const std::string& hf_config, const std::string& activation) {
   ClipCheckpoint ckpt;
   ckpt.path = path;
   ckpt.format = detect_format(path);
@@ -157,6 +164,7 @@ ClipCheckpoint read_clip_checkpoint(const std::string& path, const std::string& 
       fail(path, e.problem());
     }
   }
+  if (activation != "auto") ckpt.config.activation = activation_from_name(activation);
   return ckpt;
 }
 

@@ -26,10 +26,19 @@ struct ClipCheckpoint {
 };
 
 // Reads and validates a checkpoint. `hf_config` names the Hugging Face config.json; when empty it
-// is looked for beside the weights. Throws Error(path, ...) on anything that is not a ViT CLIP.
-ClipCheckpoint read_clip_checkpoint(const std::string& path, const std::string& hf_config = "");
+// is looked for beside the weights. `activation` ("auto", "quick_gelu" or "gelu") sets the MLP
+// activation, which a state dict does not record: "auto" takes a Hugging Face config's hidden_act,
+// else QuickGELU, as OpenAI's weights use (open_clip's LAION- and DataComp-trained weights need
+// "gelu"). Throws Error(path, ...) on anything that is not a ViT CLIP.
+ClipCheckpoint read_clip_checkpoint(const std::string& path, const std::string& hf_config = "",
+                                    const std::string& activation = "auto");
 
-// Infers the architecture from tensor shapes (heads = width / 64, as OpenAI and open_clip do).
+// "quick_gelu" or "gelu"; throws Error for any other name.
+Activation activation_from_name(const std::string& name);
+
+// Infers the architecture from tensor shapes. Heads: width / 64, as OpenAI's and open_clip's
+// towers use, except open_clip's ViT-H, ViT-g and ViT-bigG image towers (widths 1280, 1408 and
+// 1664), which have 16 heads of 80, 88 and 104.
 ClipConfig infer_clip_config(const TensorMap& tensors, const std::string& path);
 
 // Builds the model for checkpoint.config and copies every tensor in, strictly: a missing,

@@ -66,12 +66,6 @@ std::string find_config(const std::string& weights_path) {
   return best;
 }
 
-Activation parse_activation(const std::string& path, const std::string& name) {
-  if (name == "quick_gelu") return Activation::QuickGelu;
-  if (name == "gelu") return Activation::Gelu;
-  fail(path, "unsupported hidden_act '" + name + "' (expected quick_gelu or gelu)");
-}
-
 void read_config(const std::string& path, HfClipWeights& out) {
   nlohmann::json j;
   try {
@@ -85,7 +79,11 @@ void read_config(const std::string& path, HfClipWeights& out) {
   const std::string text_act = text.value("hidden_act", "quick_gelu");
   if (vision_act != text_act)
     fail(path, "image and text towers use different activations (" + vision_act + ", " + text_act + ")");
-  out.config.activation = parse_activation(path, vision_act);
+  try {
+    out.config.activation = activation_from_name(vision_act);
+  } catch (const Error&) {
+    fail(path, "unsupported hidden_act '" + vision_act + "' (expected quick_gelu or gelu)");
+  }
   out.config.vision.heads = vision.value("num_attention_heads", int64_t(0));
   out.config.text.heads = text.value("num_attention_heads", int64_t(0));
   out.config.layer_norm_eps = vision.value("layer_norm_eps", 1e-5);

@@ -150,7 +150,17 @@ TrainedModel load_trained_model(const std::string& checkpoint_path, const std::s
     if (sha != out.info.backbone_sha256)
       fail(weights, "this backbone is not the one " + checkpoint_path + " was trained on (SHA-256 " +
                         sha.substr(0, 12) + "..., expected " + out.info.backbone_sha256.substr(0, 12) + "...)");
-    const auto checkpoint = clip::read_clip_checkpoint(weights);
+    auto checkpoint = clip::read_clip_checkpoint(weights);
+    // Training's record of the architecture holds: what tensor shapes cannot tell (heads,
+    // activation, LayerNorm eps: a --hf-config or --clip-activation given there) applies here too.
+    // Checkpoints from before the record re-infer it from the weights.
+    if (out.info.backbone_config.is_object()) {
+      try {
+        checkpoint.config = clip::ClipConfig::from_json(out.info.backbone_config);
+      } catch (const Error& e) {
+        fail(checkpoint_path, "invalid backbone config: " + e.problem());
+      }
+    }
     out.preprocess = checkpoint.preprocess;
     backbone = clip::build_clip_model(checkpoint, precision);
   }

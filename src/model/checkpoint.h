@@ -31,7 +31,7 @@ struct CheckpointInfo {
   Calibration calibration;
   std::string backbone_path;    // the weights file training used (a hint; --weights overrides); "none": scratch
   std::string backbone_sha256;  // must match the backbone given at load ("" for a scratch backbone)
-  nlohmann::json backbone_config;  // scratch backbone only: its ClipConfig (its weights are in the checkpoint)
+  nlohmann::json backbone_config;  // the backbone's ClipConfig (a scratch backbone's weights are in the checkpoint)
   std::string bpe_path;         // tokenizer vocabulary training used (--bpe overrides); "": byte-level
   nlohmann::json training;      // epoch, step, best validation score, options
 };

@@ -124,6 +124,8 @@ std::string format_duration(double seconds) {
 void TrainOptions::validate() const {
   if (weights.empty()) fail("", "--weights is required (a CLIP checkpoint, or none)");
   if (bpe.empty() && weights != "none") fail("", "--bpe is required with CLIP weights");
+  if (weights == "none" && clip_activation != "auto")
+    fail("", "--clip-activation applies to CLIP weights; the --weights none backbone uses GELU");
   if (out_dir.empty()) fail("", "--out is required");
   if (epochs < 1 || epochs > 100000) fail("", "--epochs must be between 1 and 100000, got " + std::to_string(epochs));
   if (batch_size < 1 || batch_size > 4096)
@@ -169,7 +171,7 @@ TrainSummary train(const TrainOptions& o) {
     clip_model = clip::build_scratch_clip(clip::scratch_clip_config(o.scratch, tokenizer.vocab_size()));
     config.train_backbone = true;
   } else {
-    const auto checkpoint = clip::read_clip_checkpoint(o.weights, o.hf_config);
+    const auto checkpoint = clip::read_clip_checkpoint(o.weights, o.hf_config, o.clip_activation);
     backbone_sha = sha256_file(o.weights);
     preprocess = checkpoint.preprocess;
     clip_model = clip::build_clip_model(checkpoint, o.precision);  // frozen: matrices stored in bf16 once
@@ -185,7 +187,7 @@ TrainSummary train(const TrainOptions& o) {
   info.config = config;
   info.backbone_path = scratch ? "none" : fs::absolute(o.weights).string();
   info.backbone_sha256 = backbone_sha;
-  if (scratch) info.backbone_config = backbone_config.to_json();
+  info.backbone_config = backbone_config.to_json();
   info.bpe_path = o.bpe.empty() ? "" : fs::absolute(o.bpe).string();
   info.training = {{"epochs", o.epochs}, {"batch", o.batch_size}, {"lr", o.lr}, {"weight_decay", o.weight_decay},
                    {"seed", o.seed}, {"augment", o.augment}, {"abnormal_budget", o.data.abnormal_budget},
@@ -210,6 +212,8 @@ TrainSummary train(const TrainOptions& o) {
     if (!fs::exists(last_path)) fail(last_path, "--resume: no last.ckpt to continue from");
     const auto resumed = model::read_checkpoint_info(last_path);
     if (resumed.backbone_sha256 != backbone_sha) fail(last_path, "--resume: trained on another backbone");
+    if (resumed.backbone_config.is_object() && resumed.backbone_config != info.backbone_config)
+      fail(last_path, "--resume: the backbone's configuration differs from this run's (--hf-config, --clip-activation or --scratch-* options)");
     if (resumed.config.to_json() != config.to_json()) fail(last_path, "--resume: the model options differ from this run's");
     const auto tensors = model::read_checkpoint_tensors(last_path);
     model::load_checkpoint_weights(last_path, tensors, *model);

@@ -21,6 +21,7 @@ struct TrainOptions {
   std::string weights;          // CLIP backbone checkpoint, or "none": a small backbone trained from scratch
   clip::ScratchClipOptions scratch;  // its sizes when weights == "none"
   std::string hf_config;        // Hugging Face config.json, if not beside the weights
+  std::string clip_activation = "auto";  // auto, quick_gelu or gelu (clip::read_clip_checkpoint)
   std::string bpe;              // CLIP vocabulary; "" with weights "none": byte-level tokenizer
   std::string out_dir;          // runs/NAME: config.json, last.ckpt, best.ckpt
   data::DatasetSpec data;

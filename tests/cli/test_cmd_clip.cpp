@@ -143,6 +143,40 @@ TEST_F(CmdClipOtherShape, EmbedMatchesIndependentReferenceForEveryFormat) {
   }
 }
 
+TEST_F(CmdClipOtherShape, GeluWeightsMatchTheirReference) {
+  // A state dict does not record its activation: --clip-activation gelu gives the GELU reference
+  // (which QuickGELU misses by about 0.02); a Hugging Face config's hidden_act "gelu" does the same.
+  auto config = json::parse(read_file_text(dir->file("config.json")));
+  config["vision_config"]["hidden_act"] = "gelu";
+  config["text_config"]["hidden_act"] = "gelu";
+  write_file_atomic(dir->file("config_gelu.json"), config.dump());
+  const std::string images = " --bpe " + q(test::bpe_path()) + " --image " + q(dir->file("image1.png")) + " --image " +
+                             q(dir->file("image2.png")) + " --text " + q(reference["texts"][0].get<std::string>());
+  const auto image_gap = [](const json& out, const char* key) {
+    return (from_nested(out["image_embeddings"]) - from_nested(reference[key])).abs().max().item<double>();
+  };
+  const auto text_gap = [](const json& out, const char* key) {
+    const auto expected = from_nested(reference[key]).select(0, 0);
+    return (from_nested(out["text_embeddings"]).select(0, 0) - expected).abs().max().item<double>();
+  };
+  const std::string state_dict = "clip embed --weights " + q(dir->file("openclip_state_dict.pt")) + images;
+  for (const auto& args : {state_dict + " --clip-activation gelu",
+                           "clip embed --weights " + q(dir->file("hf_model.safetensors")) + " --hf-config " +
+                               q(dir->file("config_gelu.json")) + images}) {
+    SCOPED_TRACE(args);
+    const auto out = run_json(args);
+    EXPECT_LT(image_gap(out, "image_embeds_gelu"), kTolerance);
+    EXPECT_LT(text_gap(out, "text_embeds_gelu"), kTolerance);
+  }
+  const auto assumed = run_json(state_dict);  // QuickGELU, as OpenAI's weights
+  EXPECT_LT(image_gap(assumed, "image_embeds"), kTolerance);
+  EXPECT_GT(image_gap(assumed, "image_embeds_gelu"), 100 * kTolerance);
+  const auto info = test::run_medsad("clip info --weights " + q(dir->file("openclip_state_dict.pt")));
+  EXPECT_NE(info.out.find("--clip-activation gelu"), std::string::npos) << info.out;
+  const auto bad = test::run_medsad(state_dict + " --clip-activation relu");
+  EXPECT_EQ(bad.exit_code, 1);
+}
+
 TEST_F(CmdClipOtherShape, EmbedAtSizeThatIsNotAMultipleOfThePatch) {
   const auto out = run_json("clip embed --weights " + q(dir->file("hf_model.safetensors")) + " --image-size 130 --image " +
                             q(dir->file("image1_alt.png")) + " --image " + q(dir->file("image2_alt.png")));

@@ -128,3 +128,27 @@ INSTANTIATE_TEST_SUITE_P(AllFormats, ClipParity,
                              if (!std::isalnum(static_cast<unsigned char>(c))) c = '_';
                            return name;
                          });
+
+// Heads cannot be read from tensor shapes. OpenAI's and open_clip's towers use width / 64, but
+// open_clip's ViT-H/14, ViT-g/14 and ViT-bigG/14 image towers have 16 heads (head_width 80, 88
+// and 104 in open_clip's model configs); their text towers keep width / 64.
+TEST(InferClipConfig, HeadsFollowOpenClipsModelConfigs) {
+  const std::vector<std::pair<int64_t, int64_t>> width_heads = {
+      {768, 12}, {1024, 16}, {1280, 16}, {1408, 16}, {1664, 16}, {192, 3}, {32, 1}};
+  for (const auto& [width, heads] : width_heads) {
+    TensorMap t;
+    t["visual.conv1.weight"] = torch::zeros({width, 3, 2, 2});
+    t["visual.positional_embedding"] = torch::zeros({5, width});  // a 2x2 grid and the class token
+    t["visual.transformer.resblocks.0.ln_1.weight"] = torch::zeros({width});
+    t["visual.transformer.resblocks.0.mlp.c_fc.weight"] = torch::zeros({32, width});
+    t["visual.proj"] = torch::zeros({width, 8});
+    t["token_embedding.weight"] = torch::zeros({10, 1280});
+    t["positional_embedding"] = torch::zeros({7, 1280});
+    t["transformer.resblocks.0.ln_1.weight"] = torch::zeros({1280});
+    t["transformer.resblocks.0.mlp.c_fc.weight"] = torch::zeros({32, 1280});
+    t["text_projection"] = torch::zeros({1280, 8});
+    const auto config = infer_clip_config(t, "weights");
+    EXPECT_EQ(config.vision.heads, heads) << "image width " << width;
+    EXPECT_EQ(config.text.heads, 20) << "text width 1280 (ViT-bigG/14's)";
+  }
+}

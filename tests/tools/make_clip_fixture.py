@@ -10,7 +10,8 @@ than 77, an alternative --image-size whose side is not a multiple of the patch.
 usage: make_clip_fixture.py OUT_DIR BPE_VOCAB
 writes: openai_jit.pt, openclip_state_dict.pt (OrderedDict wrapped in {"state_dict"} with
 "module." prefixes), hf_model.safetensors + config.json, image{1,2}.png (native size),
-image{1,2}_alt.png (alternative size), reference.json.
+image{1,2}_alt.png (alternative size), reference.json (also the embeddings the same weights give
+with GELU in place of QuickGELU).
 """
 import collections
 import json
@@ -76,7 +77,7 @@ def make_weights(gen):
 
 # ---- the reference forward pass, float64 -------------------------------------------------------
 
-def block(x, w, b, heads, mask=None):
+def block(x, w, b, heads, mask=None, act="quick_gelu"):
     def ln(t, name):
         return F.layer_norm(t, t.shape[-1:], w[b + name + ".weight"], w[b + name + ".bias"], 1e-5)
 
@@ -90,11 +91,11 @@ def block(x, w, b, heads, mask=None):
     o = (att.softmax(-1) @ split(v)).transpose(1, 2).reshape(n, l, d)
     x = x + o @ w[b + "attn.out_proj.weight"].T + w[b + "attn.out_proj.bias"]
     h = ln(x, "ln_2") @ w[b + "mlp.c_fc.weight"].T + w[b + "mlp.c_fc.bias"]
-    h = h * torch.sigmoid(1.702 * h)
+    h = h * torch.sigmoid(1.702 * h) if act == "quick_gelu" else F.gelu(h)  # gelu: exact (erf), as nn.GELU
     return x + h @ w[b + "mlp.c_proj.weight"].T + w[b + "mlp.c_proj.bias"]
 
 
-def encode_image(w, pixels, taps=()):
+def encode_image(w, pixels, taps=(), act="quick_gelu"):
     """pixels: [B, 3, S, S] normalised. Returns the embedding and {block: tokens}."""
     vw, p, g = VISION["width"], VISION["patch"], VISION["grid"]
     x = F.conv2d(pixels, w["visual.conv1.weight"], stride=p)
@@ -110,19 +111,19 @@ def encode_image(w, pixels, taps=()):
     x = F.layer_norm(x, (vw,), w["visual.ln_pre.weight"], w["visual.ln_pre.bias"], 1e-5)
     out = {}
     for i in range(VISION["layers"]):
-        x = block(x, w, f"visual.transformer.resblocks.{i}.", vw // 64)
+        x = block(x, w, f"visual.transformer.resblocks.{i}.", vw // 64, act=act)
         if i + 1 in taps:
             out[i + 1] = x
     x = F.layer_norm(x[:, 0], (vw,), w["visual.ln_post.weight"], w["visual.ln_post.bias"], 1e-5)
     return x @ w["visual.proj"], out
 
 
-def encode_text(w, tokens):
+def encode_text(w, tokens, act="quick_gelu"):
     tw, ctx = TEXT["width"], TEXT["context"]
     x = w["token_embedding.weight"][tokens] + w["positional_embedding"]
     mask = torch.full((ctx, ctx), float("-inf"), dtype=torch.float64).triu(1)
     for i in range(TEXT["layers"]):
-        x = block(x, w, f"transformer.resblocks.{i}.", tw // 64, mask)
+        x = block(x, w, f"transformer.resblocks.{i}.", tw // 64, mask, act)
     x = F.layer_norm(x, (tw,), w["ln_final.weight"], w["ln_final.bias"], 1e-5)
     return x[torch.arange(x.shape[0]), tokens.argmax(-1)] @ w["text_projection"]
 
@@ -241,9 +242,13 @@ def main():
         image_embeds, taps = encode_image(w64, pixels, TAP_BLOCKS)
         alt_embeds, _ = encode_image(w64, alt)
         text_embeds = encode_text(w64, tokens)
+        # The same weights with GELU in the MLPs (open_clip's LAION-trained models).
+        gelu_image_embeds, _ = encode_image(w64, pixels, act="gelu")
+        gelu_text_embeds = encode_text(w64, tokens, act="gelu")
     ref = {"texts": TEXTS, "tokens": tokens.tolist(), "tap_blocks": TAP_BLOCKS, "alt_size": ALT_SIZE,
            "image_embeds": image_embeds.tolist(), "image_embeds_alt": alt_embeds.tolist(),
            "text_embeds": text_embeds.tolist(),
+           "image_embeds_gelu": gelu_image_embeds.tolist(), "text_embeds_gelu": gelu_text_embeds.tolist(),
            "block_tokens": {str(b): t.tolist() for b, t in taps.items()},
            "vision": VISION, "text": TEXT, "embed_dim": EMBED}
     with open(os.path.join(out, "reference.json"), "w") as f:

@@ -17,6 +17,7 @@
 #include "data/dataset.h"
 #include "data/nifti_volume.h"
 #include "eval/evaluate.h"
+#include "model/checkpoint.h"
 #include "model/medsad_clip.h"
 #include "test_support.h"
 
@@ -337,6 +338,31 @@ TEST_F(TrainEndToEnd, ResumeContinuesExactlyWhereItStopped) {
   const std::string moment = "optim.prompts.context.exp_avg_sq";
   ASSERT_TRUE(a.count(moment));
   EXPECT_FALSE(torch::equal(a.at(moment), after_one.at(moment)));
+}
+
+TEST_F(TrainEndToEnd, TheBackbonesRecordedConfigurationHoldsAtLoading) {
+  // The activation (or a --hf-config's heads) cannot be read back from the weights: training
+  // records the backbone's configuration, and eval, predict and serve build it from that record.
+  const std::string run = dir->file("gelu_run");
+  const std::string args = "--threads 2 train --data " + q(data()) + " --object 'brain MRI' --weights " + q(weights()) +
+                           " --bpe " + q(test::bpe_path()) + " --out " + q(run) + " --batch 8 --image-size 64";
+  const auto trained = test::run_medsad(args + " --epochs 1 --clip-activation gelu");
+  ASSERT_EQ(trained.exit_code, 0) << trained.err;
+  for (const char* name : {"best.ckpt", "last.ckpt"}) {
+    const auto loaded = model::load_trained_model(run + "/" + name, "", "", torch::kFloat32, torch::kCPU);
+    EXPECT_EQ(loaded.model->backbone->config.activation, clip::Activation::Gelu) << name;
+  }
+  const auto plain = clip::read_clip_checkpoint(weights());
+  EXPECT_EQ(plain.config.activation, clip::Activation::QuickGelu);  // what re-reading the weights alone gives
+
+  // Resuming with another activation is refused; --clip-activation has no meaning for a scratch backbone.
+  const auto resumed = test::run_medsad(args + " --resume --epochs 2");
+  EXPECT_EQ(resumed.exit_code, 1);
+  EXPECT_NE(resumed.err.find("--resume: the backbone's configuration differs"), std::string::npos) << resumed.err;
+  const auto scratch = test::run_medsad("train --data " + q(data()) + " --object 'brain MRI' --weights none --out " +
+                                        q(dir->file("scratch_gelu")) + " --clip-activation gelu");
+  EXPECT_EQ(scratch.exit_code, 1);
+  EXPECT_NE(scratch.err.find("--clip-activation applies to CLIP weights"), std::string::npos) << scratch.err;
 }
 
 TEST_F(TrainEndToEnd, CalibrateRewritesOnlyTheThresholds) {
