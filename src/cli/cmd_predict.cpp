@@ -1,12 +1,13 @@
 // `medsad predict`: score images one by one with no dataset around them. One JSON line per
 // image; with --out, the binary lesion mask and a heat-map overlay at the image's own size.
-// A NIfTI volume (.nii, .nii.gz) is scored slice by slice along --axis: one JSON line per slice;
+// A NIfTI volume (.nii, .nii.gz, a .hdr/.img pair) is scored slice by slice along --axis: one JSON line per slice;
 // with --out, NAME_slices.csv and NAME_mask.nii.gz on the volume's own voxel grid.
 // A folder is its DICOM series (slices in position order) or, holding no DICOM file, its images
 // and NIfTI volumes in name order. A bad input prints one error line and the run goes on; the
 // exit code is 1 if any failed.
 #include <algorithm>
 #include <cstdio>
+#include <cctype>
 #include <cstring>
 #include <filesystem>
 #include <future>
@@ -37,14 +38,22 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-bool is_nifti_path(const std::string& path) { return ends_with(path, ".nii") || ends_with(path, ".nii.gz"); }
-
-// The file name without .nii / .nii.gz.
-std::string volume_stem(const std::string& path) {
+// A NIfTI-1 volume's extension, any case: .nii or .nii.gz, or either half of a .hdr/.img pair
+// (gzipped or not); "" for any other file.
+std::string volume_extension(const std::string& path) {
   std::string name = fs::path(path).filename().string();
-  for (const char* ext : {".nii.gz", ".nii"})
-    if (ends_with(name, ext)) return name.substr(0, name.size() - std::strlen(ext));
-  return name;
+  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const char* ext : {".nii.gz", ".nii", ".hdr.gz", ".hdr", ".img.gz", ".img"})
+    if (ends_with(name, ext) && name.size() > std::strlen(ext)) return ext;
+  return "";
+}
+
+bool is_nifti_path(const std::string& path) { return !volume_extension(path).empty(); }
+
+// The file name without its volume extension.
+std::string volume_stem(const std::string& path) {
+  const std::string name = fs::path(path).filename().string();
+  return name.substr(0, name.size() - volume_extension(path).size());
 }
 
 // The files a folder argument stands for: its DICOM series in slice order if it holds a DICOM
@@ -57,7 +66,9 @@ std::vector<std::string> folder_inputs(const std::string& dir) {
     const std::string name = it->path().filename().string();
     std::error_code type_ec;
     if (name.empty() || name[0] == '.' || !it->is_regular_file(type_ec)) continue;
-    if (is_nifti_path(name)) volumes.push_back(it->path().string());
+    const std::string ext = volume_extension(name);
+    if (ext == ".img" || ext == ".img.gz") continue;  // the pair's .hdr stands for it
+    if (!ext.empty()) volumes.push_back(it->path().string());
     else if (data::is_dicom_file(it->path().string())) dicom = true;
   }
   if (ec) fail(dir, "cannot list the folder: " + ec.message());
@@ -150,7 +161,7 @@ void setup_predict_command(CLI::App& app, Action& action) {
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("predict", "score single images with a trained model");
   cmd->add_option("--model", o->model, "trained checkpoint (best.ckpt)")->required();
-  cmd->add_option("images", o->images, "image files (PNG, JPEG, TIFF, BMP, DICOM), NIfTI volumes, or folders: a DICOM series, else the folder's images and volumes")->required();
+  cmd->add_option("images", o->images, "image files (PNG, JPEG, TIFF, BMP, DICOM), NIfTI volumes (.nii, .nii.gz, .hdr/.img), or folders: a DICOM series, else the folder's images and volumes")->required();
   cmd->add_option("--out", o->out, "folder for NAME_mask.png, NAME_overlay.png and NAME_map.png (the anomaly map in [0, 1] as 16-bit grey) (volumes: NAME_slices.csv, NAME_mask.nii.gz); NAME is the file's stem, or its path with / as __ where two inputs share a stem");
   cmd->add_option("--axis", o->axis, "volumes: slice along axial (default), coronal or sagittal")
       ->check(CLI::IsMember({"axial", "coronal", "sagittal"}));

@@ -2,6 +2,7 @@
 
 #include <zlib.h>
 
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -158,12 +159,31 @@ void write_single_file(const std::string& path, nifti_1_header header, const voi
   write_file_atomic(path, gz ? gzip(bytes, path) : bytes);
 }
 
+// The header file of `path`: itself, or for the .img half of a .hdr/.img pair (gzipped or not,
+// any case) the .hdr beside it, which is the file niftilib opens.
+std::string header_file(const std::string& path) {
+  std::string lower = path;
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const char* ext : {".img", ".img.gz"}) {
+    const size_t n = std::strlen(ext), at = lower.size() - std::min(lower.size(), n);
+    if (lower.size() <= n || lower.compare(at, n, ext) != 0) continue;
+    std::error_code ec;
+    for (const char* hdr : {".hdr", ".HDR", ".hdr.gz", ".HDR.GZ"}) {
+      const std::string candidate = path.substr(0, at) + hdr;
+      if (std::filesystem::exists(candidate, ec)) return candidate;
+    }
+    fail(path, "the image half of a .hdr/.img pair, without its .hdr beside it");
+  }
+  return path;
+}
+
 }  // namespace
 
-Volume read_nifti_volume(const std::string& path) {
+Volume read_nifti_volume(const std::string& given_path) {
   std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) fail(path, "no such file");
-  if (std::filesystem::is_directory(path, ec)) fail(path, "is a directory, expected a NIfTI file");
+  if (!std::filesystem::exists(given_path, ec)) fail(given_path, "no such file");
+  if (std::filesystem::is_directory(given_path, ec)) fail(given_path, "is a directory, expected a NIfTI file");
+  const std::string path = header_file(given_path);
   const StoredBytes stored = scan_stored_bytes(path);
   check_header(stored, path);
   // niftilib prints its own diagnostics on stderr unless told not to; ours is the Error below.

@@ -196,6 +196,23 @@ TEST(NiftiVolume, Uint8GzipWithoutOrientationIsTakenAsRasUnscaled) {
   EXPECT_TRUE(torch::equal(volume.voxels.to(torch::kFloat64), expected));
 }
 
+TEST(NiftiVolume, HdrImgPairReadByEitherHalf) {
+  ScratchDir dir;
+  const std::array<int, 3> size{5, 4, 3};
+  const auto values = ramp(size, 2);
+  write_with_niftilib(dir.file("pair.hdr"), DT_INT16, size, values, [](nifti_image& h) {
+    h.qform_code = h.sform_code = 0;
+    h.scl_slope = 0.0f;
+  });
+  ASSERT_TRUE(std::filesystem::exists(dir.file("pair.img")));
+  const auto expected = torch::tensor(values, torch::kFloat64).view({3, 4, 5});
+  for (const char* name : {"pair.hdr", "pair.img"})
+    EXPECT_TRUE(torch::equal(read_nifti_volume(dir.file(name)).voxels.to(torch::kFloat64), expected)) << name;
+  std::filesystem::copy_file(dir.file("pair.img"), dir.file("lone.img"));
+  expect_one_line_error_naming([&] { (void)read_nifti_volume(dir.file("lone.img")); }, dir.file("lone.img"),
+                               "without its .hdr");
+}
+
 TEST(NiftiVolume, WriteThenReadRoundTrips) {
   ScratchDir dir;
   Volume volume{torch::randn({3, 5, 4}), {2.5, 1.0, 1.25}};
