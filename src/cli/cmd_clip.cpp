@@ -60,7 +60,9 @@ void run_info(const ClipOptions& o) {
             << ckpt.config.to_string() << "\n"
             << "parameters: image " << count_parameters(*model->visual) << ", text "
             << count_parameters(*model->text) << ", total " << count_parameters(*model) << "\n";
-  if (ckpt.format == clip::WeightFormat::TorchPickle && o.clip_activation == "auto")
+  const bool state_dict = ckpt.format == clip::WeightFormat::TorchPickle ||
+                          ckpt.format == clip::WeightFormat::SafetensorsStateDict;
+  if (state_dict && o.clip_activation == "auto")
     std::cout << "note: a state dict does not record its activation; QuickGELU is OpenAI's. For open_clip "
                  "weights trained with GELU (LAION, DataComp) give --clip-activation gelu\n";
 }

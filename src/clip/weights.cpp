@@ -45,6 +45,7 @@ WeightFormat detect_format(const std::string& path) {
       if (r == "data.pkl") return WeightFormat::TorchPickle;
     fail(path, "zip archive is not a PyTorch checkpoint (no data.pkl)");
   }
+  // Hugging Face names or OpenAI's: read_clip_checkpoint tells them apart by the tensors' names.
   if (looks_like_safetensors(head, got)) return WeightFormat::HuggingFace;
   if (got >= 2 && static_cast<unsigned char>(head[0]) == 0x80 && head[1] <= 5)
     fail(path, "legacy (non-zip) torch.save format is not supported; re-save it with a PyTorch >= 1.6 torch.save");
@@ -64,6 +65,7 @@ const char* to_string(WeightFormat format) {
     case WeightFormat::OpenAiTorchScript: return "OpenAI TorchScript";
     case WeightFormat::TorchPickle: return "torch.save state dict";
     case WeightFormat::HuggingFace: return "Hugging Face CLIPModel";
+    case WeightFormat::SafetensorsStateDict: return "safetensors state dict";
   }
   return "unknown";
 }
@@ -136,7 +138,8 @@ ClipCheckpoint read_clip_checkpoint(const std::string& path, const std::string& 
   switch (ckpt.format) {
     case WeightFormat::OpenAiTorchScript: raw = read_openai_torchscript(path); break;
     case WeightFormat::TorchPickle: raw = read_torch_pickle(path); break;
-    case WeightFormat::HuggingFace: raw = read_safetensors(path); break;
+    case WeightFormat::HuggingFace:
+    case WeightFormat::SafetensorsStateDict: raw = read_safetensors(path); break;
   }
   const bool hf_names = raw.count("vision_model.embeddings.patch_embedding.weight") ||
                         raw.count("vision_model.embeddings.class_embedding");
@@ -144,8 +147,10 @@ ClipCheckpoint read_clip_checkpoint(const std::string& path, const std::string& 
   if (hf_names) {
     hf = convert_hf_checkpoint(std::move(raw), path, hf_config);
     raw = std::move(hf->tensors);
-    if (ckpt.format != WeightFormat::HuggingFace) ckpt.format = WeightFormat::HuggingFace;
+    ckpt.format = WeightFormat::HuggingFace;
     ckpt.preprocess = hf->preprocess;
+  } else if (ckpt.format == WeightFormat::HuggingFace) {
+    ckpt.format = WeightFormat::SafetensorsStateDict;  // safetensors under OpenAI's names
   }
   for (auto& [key, tensor] : raw) {
     if (is_non_weight(key)) continue;

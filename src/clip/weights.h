@@ -2,6 +2,7 @@
 //   1. OpenAI TorchScript archives (.pt; mostly float16; non-weight entries ignored)
 //   2. torch.save zip pickles of a state dict (optionally {"state_dict": ...}, "module." prefixes)
 //   3. Hugging Face CLIPModel safetensors + config.json (q/k/v split, projections transposed)
+//   4. safetensors state dicts under OpenAI's key names (open_clip's open_clip_model.safetensors)
 // Tensors keep the file's floating dtype until they are copied into the model (an fp16 file is
 // not doubled in memory on the way).
 // The format is detected from the file's content, never its name.
@@ -14,7 +15,7 @@
 
 namespace medsad::clip {
 
-enum class WeightFormat { OpenAiTorchScript, TorchPickle, HuggingFace };
+enum class WeightFormat { OpenAiTorchScript, TorchPickle, HuggingFace, SafetensorsStateDict };
 const char* to_string(WeightFormat format);
 
 struct ClipCheckpoint {

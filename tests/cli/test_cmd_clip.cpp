@@ -123,7 +123,9 @@ test::ScratchDir* CmdClipOtherShape::dir = nullptr;
 json CmdClipOtherShape::reference;
 
 TEST_F(CmdClipOtherShape, EmbedMatchesIndependentReferenceForEveryFormat) {
-  for (const char* format : kFormats) {
+  std::vector<std::string> formats(std::begin(kFormats), std::end(kFormats));
+  formats.push_back("open_clip_model.safetensors");
+  for (const auto& format : formats) {
     std::string args = "clip embed --weights " + q(dir->file(format)) + " --bpe " + q(test::bpe_path()) + " --image " +
                        q(dir->file("image1.png")) + " --image " + q(dir->file("image2.png")) +
                        " --block-tokens 1 --block-tokens 3 --out " + q(dir->file(std::string(format) + ".blocks"));
@@ -161,6 +163,8 @@ TEST_F(CmdClipOtherShape, GeluWeightsMatchTheirReference) {
   };
   const std::string state_dict = "clip embed --weights " + q(dir->file("openclip_state_dict.pt")) + images;
   for (const auto& args : {state_dict + " --clip-activation gelu",
+                           "clip embed --weights " + q(dir->file("open_clip_model.safetensors")) + images +
+                               " --clip-activation gelu",
                            "clip embed --weights " + q(dir->file("hf_model.safetensors")) + " --hf-config " +
                                q(dir->file("config_gelu.json")) + images}) {
     SCOPED_TRACE(args);
@@ -171,8 +175,13 @@ TEST_F(CmdClipOtherShape, GeluWeightsMatchTheirReference) {
   const auto assumed = run_json(state_dict);  // QuickGELU, as OpenAI's weights
   EXPECT_LT(image_gap(assumed, "image_embeds"), kTolerance);
   EXPECT_GT(image_gap(assumed, "image_embeds_gelu"), 100 * kTolerance);
-  const auto info = test::run_medsad("clip info --weights " + q(dir->file("openclip_state_dict.pt")));
-  EXPECT_NE(info.out.find("--clip-activation gelu"), std::string::npos) << info.out;
+  for (const char* file : {"openclip_state_dict.pt", "open_clip_model.safetensors"}) {
+    const auto info = test::run_medsad("clip info --weights " + q(dir->file(file)));
+    EXPECT_NE(info.out.find("--clip-activation gelu"), std::string::npos) << info.out;
+  }
+  const auto hf_info = test::run_medsad("clip info --weights " + q(dir->file("hf_model.safetensors")));
+  EXPECT_NE(hf_info.out.find("format: Hugging Face CLIPModel"), std::string::npos) << hf_info.out;
+  EXPECT_EQ(hf_info.out.find("--clip-activation"), std::string::npos) << hf_info.out;
   const auto bad = test::run_medsad(state_dict + " --clip-activation relu");
   EXPECT_EQ(bad.exit_code, 1);
 }

@@ -9,7 +9,8 @@ than 77, an alternative --image-size whose side is not a multiple of the patch.
 
 usage: make_clip_fixture.py OUT_DIR BPE_VOCAB
 writes: openai_jit.pt, openclip_state_dict.pt (OrderedDict wrapped in {"state_dict"} with
-"module." prefixes), hf_model.safetensors + config.json, image{1,2}.png (native size),
+"module." prefixes), open_clip_model.safetensors (the same under OpenAI's names),
+hf_model.safetensors + config.json, image{1,2}.png (native size),
 image{1,2}_alt.png (alternative size), reference.json (also the embeddings the same weights give
 with GELU in place of QuickGELU).
 """
@@ -229,6 +230,7 @@ def main():
     torch.save({"epoch": 7, "state_dict": collections.OrderedDict(("module." + k, v) for k, v in w.items())},
                os.path.join(out, "openclip_state_dict.pt"))
     write_safetensors(os.path.join(out, "hf_model.safetensors"), hf_state_dict(w))
+    write_safetensors(os.path.join(out, "open_clip_model.safetensors"), w)  # OpenAI names, as open_clip ships
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(hf_config(), f)
 
