@@ -1,7 +1,7 @@
 // `medsad predict`: score images one by one with no dataset around them. One JSON line per
 // image; with --out, the binary lesion mask and a heat-map overlay at the image's own size.
-// A NIfTI volume (.nii, .nii.gz, a .hdr/.img pair) is scored slice by slice along --axis: one JSON line per slice;
-// with --out, NAME_slices.csv and NAME_mask.nii.gz on the volume's own voxel grid.
+// A NIfTI volume (.nii, .nii.gz, a .hdr/.img pair) is scored slice by slice along --axis: one
+// JSON line per slice; with --out, NAME_slices.csv and NAME_mask.nii.gz on the volume's own grid.
 // A folder is its DICOM series (slices in position order) or, holding no DICOM file, its images
 // and NIfTI volumes in name order. A bad input prints one error line and the run goes on; the
 // exit code is 1 if any failed.
@@ -161,8 +161,14 @@ void setup_predict_command(CLI::App& app, Action& action) {
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("predict", "score single images with a trained model");
   cmd->add_option("--model", o->model, "trained checkpoint (best.ckpt)")->required();
-  cmd->add_option("images", o->images, "image files (PNG, JPEG, TIFF, BMP, DICOM), NIfTI volumes (.nii, .nii.gz, .hdr/.img), or folders: a DICOM series, else the folder's images and volumes")->required();
-  cmd->add_option("--out", o->out, "folder for NAME_mask.png, NAME_overlay.png and NAME_map.png (the anomaly map in [0, 1] as 16-bit grey) (volumes: NAME_slices.csv, NAME_mask.nii.gz); NAME is the file's stem, or its path with / as __ where two inputs share a stem");
+  cmd->add_option("images", o->images,
+                  "image files (PNG, JPEG, TIFF, BMP, DICOM), NIfTI volumes (.nii, .nii.gz, .hdr/.img), or folders: "
+                  "a DICOM series, else the folder's images and volumes")
+      ->required();
+  cmd->add_option("--out", o->out,
+                  "folder for NAME_mask.png, NAME_overlay.png and NAME_map.png (the anomaly map in [0, 1] as 16-bit "
+                  "grey) (volumes: NAME_slices.csv, NAME_mask.nii.gz); NAME is the file's stem, or its path with / as "
+                  "__ where two inputs share a stem");
   cmd->add_option("--axis", o->axis, "volumes: slice along axial (default), coronal or sagittal")
       ->check(CLI::IsMember({"axial", "coronal", "sagittal"}));
   cmd->add_option("--weights", o->weights, "CLIP backbone (default: the one recorded at training)");
@@ -241,10 +247,10 @@ void setup_predict_command(CLI::App& app, Action& action) {
           const size_t k = batch.indices[i];
           const auto lesion = results[i].map >= calibration.pixel_threshold;
           nlohmann::json line = {{"path", image_paths[k]},
-                                       {"score", results[i].score},
-                                       {"decision", results[i].score >= calibration.image_threshold ? "abnormal" : "normal"},
-                                       {"threshold", calibration.image_threshold},
-                                       {"lesion_fraction", lesion.to(torch::kFloat64).mean().item<double>()}};
+                                 {"score", results[i].score},
+                                 {"decision", results[i].score >= calibration.image_threshold ? "abnormal" : "normal"},
+                                 {"threshold", calibration.image_threshold},
+                                 {"lesion_fraction", lesion.to(torch::kFloat64).mean().item<double>()}};
           if (!o->out.empty()) line["name"] = image_names[k];
           std::printf("%s\n", line.dump().c_str());
           if (o->out.empty()) continue;
