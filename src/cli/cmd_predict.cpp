@@ -263,8 +263,8 @@ void setup_predict_command(CLI::App& app, Action& action) {
         std::fflush(stdout);
       }
       if (failed)
-        fail("", std::to_string(failed) + " of " + std::to_string(static_cast<int64_t>(inputs.size()) + unlisted_folders) +
-                     " inputs could not be read");
+        fail("", std::to_string(failed) + " of " +
+                     std::to_string(static_cast<int64_t>(inputs.size()) + unlisted_folders) + " inputs could not be read");
     };
   });
 }

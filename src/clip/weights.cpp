@@ -130,7 +130,8 @@ Activation activation_from_name(const std::string& name) {
   fail("", "unknown activation '" + name + "' (expected quick_gelu or gelu)");
 }
 
-ClipCheckpoint read_clip_checkpoint(const std::string& path, const std::string& hf_config, const std::string& activation) {
+ClipCheckpoint read_clip_checkpoint(const std::string& path, const std::string& hf_config,
+                                    const std::string& activation) {
   ClipCheckpoint ckpt;
   ckpt.path = path;
   ckpt.format = detect_format(path);

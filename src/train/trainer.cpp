@@ -213,7 +213,8 @@ TrainSummary train(const TrainOptions& o) {
     const auto resumed = model::read_checkpoint_info(last_path);
     if (resumed.backbone_sha256 != backbone_sha) fail(last_path, "--resume: trained on another backbone");
     if (resumed.backbone_config.is_object() && resumed.backbone_config != info.backbone_config)
-      fail(last_path, "--resume: the backbone's configuration differs from this run's (--hf-config, --clip-activation or --scratch-* options)");
+      fail(last_path, "--resume: the backbone's configuration differs from this run's "
+                      "(--hf-config, --clip-activation or --scratch-* options)");
     if (resumed.config.to_json() != config.to_json()) fail(last_path, "--resume: the model options differ from this run's");
     const auto tensors = model::read_checkpoint_tensors(last_path);
     model::load_checkpoint_weights(last_path, tensors, *model);
