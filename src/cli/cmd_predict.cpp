@@ -7,7 +7,6 @@
 // exit code is 1 if any failed.
 #include <algorithm>
 #include <cstdio>
-#include <cctype>
 #include <cstring>
 #include <filesystem>
 #include <future>
@@ -20,6 +19,7 @@
 #include "core/error.h"
 #include "core/runtime.h"
 #include "core/file_io.h"
+#include "core/text.h"
 #include "data/dataset.h"
 #include "data/dicom_io.h"
 #include "data/image_io.h"
@@ -34,15 +34,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 // A NIfTI-1 volume's extension, any case: .nii or .nii.gz, or either half of a .hdr/.img pair
 // (gzipped or not); "" for any other file.
 std::string volume_extension(const std::string& path) {
-  std::string name = fs::path(path).filename().string();
-  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const std::string name = ascii_lower(fs::path(path).filename().string());
   for (const char* ext : {".nii.gz", ".nii", ".hdr.gz", ".hdr", ".img.gz", ".img"})
     if (ends_with(name, ext) && name.size() > std::strlen(ext)) return ext;
   return "";

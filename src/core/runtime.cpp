@@ -14,6 +14,7 @@
 #include <torch/torch.h>
 
 #include "core/error.h"
+#include "core/text.h"
 
 namespace medsad {
 
@@ -37,8 +38,7 @@ std::string blas_library_path() {
 }
 
 bool is_fast_blas(const std::string& path) {
-  std::string lower = path;
-  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+  const std::string lower = ascii_lower(path);
   for (const char* name : {"openblas", "blis", "mkl", "atlas"})
     if (lower.find(name) != std::string::npos) return true;
   return false;

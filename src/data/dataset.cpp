@@ -3,7 +3,6 @@
 #include "data/dataset.h"
 
 #include <algorithm>
-#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -12,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/random.h"
+#include "core/text.h"
 
 namespace fs = std::filesystem;
 
@@ -46,8 +46,7 @@ const char* to_string(Layout layout) {
 }
 
 Layout parse_layout(const std::string& name) {
-  std::string key = name;
-  for (char& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  const std::string key = ascii_lower(name);
   if (key == "auto") return Layout::Auto;
   if (key == "bmad" || key == "mvfa") return Layout::Bmad;
   if (key == "folder") return Layout::Folder;

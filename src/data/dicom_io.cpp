@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <array>
-#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -22,6 +21,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "core/error.h"
+#include "core/text.h"
 
 namespace medsad::data {
 namespace fs = std::filesystem;
@@ -39,11 +39,6 @@ void init_dcmtk() {
     DJLSDecoderRegistration::registerCodecs();    // JPEG-LS
     DcmRLEDecoderRegistration::registerCodecs();  // RLE
   });
-}
-
-std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
 }
 
 // Loads the file (values over 4 kB, i.e. the pixel data, only when `header_only` is false).
@@ -75,7 +70,7 @@ DicomWindow parse_dicom_window(const std::string& text) {
   static const std::map<std::string, DicomWindow> presets = {
       {"brain", {40, 80}},      {"subdural", {75, 215}},      {"stroke", {32, 8}},     {"lung", {-600, 1500}},
       {"mediastinum", {50, 350}}, {"soft-tissue", {50, 400}}, {"bone", {480, 2500}},   {"liver", {60, 160}}};
-  const auto preset = presets.find(lower(text));
+  const auto preset = presets.find(ascii_lower(text));
   if (preset != presets.end()) return preset->second;
   DicomWindow w;
   const auto comma = text.find(',');
@@ -100,7 +95,7 @@ void set_dicom_window(const DicomWindow& window) {
 }
 
 bool is_dicom_file(const std::string& path) {
-  if (lower(fs::path(path).extension().string()) == ".dcm") return true;
+  if (ascii_lower(fs::path(path).extension().string()) == ".dcm") return true;
   std::ifstream in(path, std::ios::binary);
   char head[132] = {};
   if (!in.read(head, sizeof head)) return false;

@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "core/file_io.h"
+#include "core/text.h"
 #include "data/dataset.h"
 
 namespace fs = std::filesystem;
@@ -27,11 +28,6 @@ const std::vector<std::string> kMaskDirNames = {"anomaly_mask", "label", "labels
 const std::vector<std::string> kFolderNormalNames = {"normal", "good"};
 const std::vector<std::string> kFolderAbnormalNames = {"abnormal", "ungood", "anomaly", "bad"};
 
-std::string lower(std::string text) {
-  for (char& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return text;
-}
-
 std::string trim(const std::string& text) {
   const auto first = text.find_first_not_of(" \t");
   if (first == std::string::npos) return "";
@@ -42,12 +38,12 @@ bool is_hidden(const fs::path& path) { return path.filename().string().rfind('.'
 
 bool has_image_extension(const fs::path& path) {
   static const std::set<std::string> kExtensions = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm"};
-  return kExtensions.count(lower(path.extension().string())) > 0;
+  return kExtensions.count(ascii_lower(path.extension().string())) > 0;
 }
 
 // True when `stem` ends in "_mask" or "_mask_<digits>" (any case); *base gets the part before.
 bool split_mask_stem(const std::string& stem, std::string* base) {
-  const std::string low = lower(stem);
+  const std::string low = ascii_lower(stem);
   size_t end = low.size();
   while (end > 0 && std::isdigit(static_cast<unsigned char>(low[end - 1]))) --end;
   if (end < low.size()) {  // digits: they must follow "_mask_"
@@ -76,7 +72,7 @@ fs::path find_child_dir(const fs::path& dir, const std::vector<std::string>& nam
   const auto dirs = sub_dirs(dir);
   for (const auto& name : names)
     for (const auto& sub : dirs)
-      if (lower(sub.filename().string()) == name) return sub;
+      if (ascii_lower(sub.filename().string()) == name) return sub;
   return {};
 }
 
@@ -155,7 +151,7 @@ class MaskFinder {
 
 // BMAD class folder name -> label, or -1 for a folder that is not a class.
 int class_label(const std::string& folder_name) {
-  const std::string name = lower(folder_name);
+  const std::string name = ascii_lower(folder_name);
   if (name == "good" || name == "normal") return 0;
   if (name == "ungood" || name == "abnormal" || name == "anomaly" || name == "bad") return 1;
   return -1;
@@ -236,7 +232,7 @@ Layout detect_layout(const std::string& root) {
   if (root.empty()) fail("", "no dataset root given");
   if (!fs::exists(root, ec)) fail(root, "no such file or directory (dataset root)");
   if (fs::is_regular_file(root, ec)) {
-    if (lower(fs::path(root).extension().string()) == ".csv") return Layout::Csv;
+    if (ascii_lower(fs::path(root).extension().string()) == ".csv") return Layout::Csv;
     fail(root, "is a file but not a .csv manifest; expected a dataset folder or a CSV file");
   }
   if (!bmad_split_dirs(root).empty()) return Layout::Bmad;
@@ -267,7 +263,7 @@ std::vector<Sample> list_bmad(const std::string& root) {
       const fs::path img_dir = find_child_dir(class_dir, kImageDirNames);
       std::vector<fs::path> mask_dirs;
       if (const fs::path d = find_child_dir(class_dir, kMaskDirNames); !d.empty()) mask_dirs.push_back(d);
-      if (const fs::path d = find_child_dir(split_dir, {lower(class_name) + "_mask"}); !d.empty())
+      if (const fs::path d = find_child_dir(split_dir, {ascii_lower(class_name) + "_mask"}); !d.empty())
         mask_dirs.push_back(d);
       if (label == 1)
         if (const fs::path d = find_child_dir(split_dir, kMaskDirNames); !d.empty()) mask_dirs.push_back(d);
@@ -359,7 +355,7 @@ std::vector<Sample> list_busi(const std::string& root) {
           sample.mask = files.front().string();
         } else {
           if (cache.empty()) cache = busi_cache_dir(root);
-          const fs::path out_dir = cache / lower(class_dir.filename().string());
+          const fs::path out_dir = cache / ascii_lower(class_dir.filename().string());
           fs::create_directories(out_dir, ec);
           const fs::path out = out_dir / (image.stem().string() + "_mask.png");
           std::vector<std::string> paths;
@@ -450,7 +446,7 @@ std::vector<Sample> list_csv(const std::string& csv_path) {
   const auto column = [&](const std::vector<std::string>& names) -> int {
     for (const auto& name : names)
       for (size_t c = 0; c < header.fields.size(); ++c)
-        if (lower(header.fields[c]) == name) return static_cast<int>(c);
+        if (ascii_lower(header.fields[c]) == name) return static_cast<int>(c);
     return -1;
   };
   const int image_col = column({"image", "image_path", "path"});
@@ -480,7 +476,7 @@ std::vector<Sample> list_csv(const std::string& csv_path) {
     if (!fs::is_regular_file(image, ec)) fail(csv_path, where + "image file " + image.string() + " does not exist");
     sample.image = image.string();
 
-    const std::string label = lower(trim(fields[label_col]));
+    const std::string label = ascii_lower(trim(fields[label_col]));
     if (label == "0" || label == "normal" || label == "good")
       sample.label = 0;
     else if (label == "1" || label == "abnormal" || label == "ungood")
@@ -494,7 +490,7 @@ std::vector<Sample> list_csv(const std::string& csv_path) {
       sample.mask = mask.string();
     }
     if (split_col >= 0) {
-      const std::string split = lower(trim(fields[split_col]));
+      const std::string split = ascii_lower(trim(fields[split_col]));
       if (split == "train")
         sample.split = Split::Train;
       else if (split == "valid" || split == "val" || split == "validation")

@@ -2,7 +2,6 @@
 
 #include <zlib.h>
 
-#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -12,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/file_io.h"
+#include "core/text.h"
 
 namespace medsad::data {
 namespace {
@@ -162,11 +162,10 @@ void write_single_file(const std::string& path, nifti_1_header header, const voi
 // The header file of `path`: itself, or for the .img half of a .hdr/.img pair (gzipped or not,
 // any case) the .hdr beside it, which is the file niftilib opens.
 std::string header_file(const std::string& path) {
-  std::string lower = path;
-  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  for (const char* ext : {".img", ".img.gz"}) {
-    const size_t n = std::strlen(ext), at = lower.size() - std::min(lower.size(), n);
-    if (lower.size() <= n || lower.compare(at, n, ext) != 0) continue;
+  const std::string lower = ascii_lower(path);
+  for (const std::string ext : {".img", ".img.gz"}) {
+    if (lower.size() <= ext.size() || !ends_with(lower, ext)) continue;
+    const size_t at = lower.size() - ext.size();
     std::error_code ec;
     for (const char* hdr : {".hdr", ".HDR", ".hdr.gz", ".HDR.GZ"}) {
       const std::string candidate = path.substr(0, at) + hdr;
