@@ -4,14 +4,22 @@
 
 #include <cmath>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <set>
 
+#include <nlohmann/json.hpp>
+
 #include "core/error.h"
+#include "core/file_io.h"
+#include "core/hash.h"
+#include "core/text.h"
 
 namespace medsad::clip {
 namespace {
+
+namespace fs = std::filesystem;
 
 // Entries some formats store beside the weights; never weights themselves.
 bool is_non_weight(const std::string& key) {
@@ -57,6 +65,9 @@ int64_t count_blocks(const TensorMap& tensors, const std::string& prefix) {
   while (tensors.count(prefix + std::to_string(n) + ".ln_1.weight")) ++n;
   return n;
 }
+
+// A sharded safetensors checkpoint is named by its index, model.safetensors.index.json.
+bool is_shard_index(const std::string& path) { return ends_with(ascii_lower(path), ".json"); }
 
 }  // namespace
 
@@ -130,17 +141,60 @@ Activation activation_from_name(const std::string& name) {
   fail("", "unknown activation '" + name + "' (expected quick_gelu or gelu)");
 }
 
+std::vector<std::string> weight_files(const std::string& path) {
+  if (!is_shard_index(path)) return {path};
+  nlohmann::json index;
+  try {
+    index = nlohmann::json::parse(read_file_text(path));
+  } catch (const nlohmann::json::exception& e) {
+    fail(path, "not valid JSON (" + std::string(e.what()) + ")");
+  }
+  if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
+    fail(path, "a .json weights file must be a sharded safetensors index with a \"weight_map\"");
+  std::set<std::string> shards;
+  for (const auto& [tensor, shard] : index["weight_map"].items()) {
+    if (!shard.is_string()) fail(path, "weight_map entry '" + tensor + "' does not name a file");
+    shards.insert((fs::absolute(path).parent_path() / shard.get<std::string>()).string());
+  }
+  if (shards.empty()) fail(path, "the weight_map lists no tensors");
+  std::error_code ec;
+  for (const auto& shard : shards)
+    if (!fs::is_regular_file(shard, ec)) fail(shard, "shard listed in " + path + " is missing");
+  return {shards.begin(), shards.end()};
+}
+
+std::string weights_sha256(const std::string& path) {
+  if (!is_shard_index(path)) return sha256_file(path);
+  Sha256 digest;
+  const std::string index = read_file_text(path);
+  digest.update(index.data(), index.size());
+  for (const auto& shard : weight_files(path)) {
+    const std::string hex = sha256_file(shard);
+    digest.update(hex.data(), hex.size());
+  }
+  return digest.hex();
+}
+
 ClipCheckpoint read_clip_checkpoint(const std::string& path, const std::string& hf_config,
                                     const std::string& activation) {
   ClipCheckpoint ckpt;
   ckpt.path = path;
-  ckpt.format = detect_format(path);
   TensorMap raw;
-  switch (ckpt.format) {
-    case WeightFormat::OpenAiTorchScript: raw = read_openai_torchscript(path); break;
-    case WeightFormat::TorchPickle: raw = read_torch_pickle(path); break;
-    case WeightFormat::HuggingFace:
-    case WeightFormat::SafetensorsStateDict: raw = read_safetensors(path); break;
+  if (is_shard_index(path)) {
+    ckpt.format = WeightFormat::HuggingFace;  // or a state dict: told apart by the names below
+    for (const auto& shard : weight_files(path)) {
+      if (detect_format(shard) != WeightFormat::HuggingFace) fail(shard, "a shard that is not a safetensors file");
+      for (auto& [key, tensor] : read_safetensors(shard))
+        if (!raw.emplace(key, std::move(tensor)).second) fail(shard, "tensor '" + key + "' is in two shards");
+    }
+  } else {
+    ckpt.format = detect_format(path);
+    switch (ckpt.format) {
+      case WeightFormat::OpenAiTorchScript: raw = read_openai_torchscript(path); break;
+      case WeightFormat::TorchPickle: raw = read_torch_pickle(path); break;
+      case WeightFormat::HuggingFace:
+      case WeightFormat::SafetensorsStateDict: raw = read_safetensors(path); break;
+    }
   }
   const bool hf_names = raw.count("vision_model.embeddings.patch_embedding.weight") ||
                         raw.count("vision_model.embeddings.class_embedding");

@@ -3,6 +3,7 @@
 //   2. torch.save zip pickles of a state dict (optionally {"state_dict": ...}, "module." prefixes)
 //   3. Hugging Face CLIPModel safetensors + config.json (q/k/v split, projections transposed)
 //   4. safetensors state dicts under OpenAI's key names (open_clip's open_clip_model.safetensors)
+// Safetensors split into shards are read through their index (model.safetensors.index.json).
 // Tensors keep the file's floating dtype until they are copied into the model (an fp16 file is
 // not doubled in memory on the way).
 // The format is detected from the file's content, never its name.
@@ -33,6 +34,16 @@ struct ClipCheckpoint {
 // "gelu"). Throws Error(path, ...) on anything that is not a ViT CLIP.
 ClipCheckpoint read_clip_checkpoint(const std::string& path, const std::string& hf_config = "",
                                     const std::string& activation = "auto");
+
+// The files holding a checkpoint's weights: `path` itself, or for a sharded safetensors index
+// (a .json file with a "weight_map") the shards it names, beside it, sorted. Throws Error(path,
+// ...) for an index that is not valid JSON or has no weight_map, and Error(shard, ...) for a
+// missing shard.
+std::vector<std::string> weight_files(const std::string& path);
+
+// SHA-256 pinning a backbone: of the file, or for a sharded index, of the index's bytes followed
+// by each shard's digest, so that a changed shard changes it too.
+std::string weights_sha256(const std::string& path);
 
 // "quick_gelu" or "gelu"; throws Error for any other name.
 Activation activation_from_name(const std::string& name);

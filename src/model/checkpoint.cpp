@@ -146,7 +146,7 @@ TrainedModel load_trained_model(const std::string& checkpoint_path, const std::s
     }
   } else {
     const std::string weights = weights_override.empty() ? out.info.backbone_path : weights_override;
-    const std::string sha = sha256_file(weights);
+    const std::string sha = clip::weights_sha256(weights);
     if (sha != out.info.backbone_sha256)
       fail(weights, "this backbone is not the one " + checkpoint_path + " was trained on (SHA-256 " +
                         sha.substr(0, 12) + "..., expected " + out.info.backbone_sha256.substr(0, 12) + "...)");

@@ -17,7 +17,6 @@
 #include "clip/weights.h"
 #include "core/error.h"
 #include "core/file_io.h"
-#include "core/hash.h"
 #include "data/image_io.h"
 #include "data/transforms.h"
 #include "eval/evaluate.h"
@@ -172,7 +171,7 @@ TrainSummary train(const TrainOptions& o) {
     config.train_backbone = true;
   } else {
     const auto checkpoint = clip::read_clip_checkpoint(o.weights, o.hf_config, o.clip_activation);
-    backbone_sha = sha256_file(o.weights);
+    backbone_sha = clip::weights_sha256(o.weights);
     preprocess = checkpoint.preprocess;
     clip_model = clip::build_clip_model(checkpoint, o.precision);  // frozen: matrices stored in bf16 once
     config.train_backbone = false;

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 
+#include "clip/weights.h"
 #include "core/file_io.h"
 #include "core/safetensors.h"
 #include "test_support.h"
@@ -125,6 +126,7 @@ json CmdClipOtherShape::reference;
 TEST_F(CmdClipOtherShape, EmbedMatchesIndependentReferenceForEveryFormat) {
   std::vector<std::string> formats(std::begin(kFormats), std::end(kFormats));
   formats.push_back("open_clip_model.safetensors");
+  formats.push_back("hf_sharded/model.safetensors.index.json");
   for (const auto& format : formats) {
     std::string args = "clip embed --weights " + q(dir->file(format)) + " --bpe " + q(test::bpe_path()) + " --image " +
                        q(dir->file("image1.png")) + " --image " + q(dir->file("image2.png")) +
@@ -184,6 +186,33 @@ TEST_F(CmdClipOtherShape, GeluWeightsMatchTheirReference) {
   EXPECT_EQ(hf_info.out.find("--clip-activation"), std::string::npos) << hf_info.out;
   const auto bad = test::run_medsad(state_dict + " --clip-activation relu");
   EXPECT_EQ(bad.exit_code, 1);
+}
+
+TEST_F(CmdClipOtherShape, ShardedWeightsArePinnedShardByShard) {
+  // A copy of the sharded checkpoint: its digest (what a trained model pins its backbone by) is
+  // stable, and changes when a byte of a shard does, though the index itself is unchanged.
+  test::ScratchDir copy;
+  for (const auto& e : std::filesystem::directory_iterator(dir->file("hf_sharded")))
+    std::filesystem::copy_file(e.path(), copy.file(e.path().filename().string()));
+  const std::string index = copy.file("model.safetensors.index.json");
+  const std::string shard = copy.file("model-00002-of-00002.safetensors");
+  const std::string before = clip::weights_sha256(index);
+  EXPECT_EQ(before, clip::weights_sha256(dir->file("hf_sharded/model.safetensors.index.json")));
+  std::string bytes = read_file_text(shard);
+  bytes[bytes.size() - 3] ^= 0x40;
+  write_file_atomic(shard, bytes);
+  EXPECT_NE(clip::weights_sha256(index), before);
+
+  // A missing shard and an index without a weight_map: one line naming the file.
+  std::filesystem::remove(shard);
+  auto r = test::run_medsad("clip info --weights " + q(index));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find(shard + ": shard listed in"), std::string::npos) << r.err;
+  write_file_atomic(index, "{\"metadata\": {}}");
+  r = test::run_medsad("clip info --weights " + q(index));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("weight_map"), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
 }
 
 TEST_F(CmdClipOtherShape, EmbedAtSizeThatIsNotAMultipleOfThePatch) {

@@ -10,7 +10,8 @@ than 77, an alternative --image-size whose side is not a multiple of the patch.
 usage: make_clip_fixture.py OUT_DIR BPE_VOCAB
 writes: openai_jit.pt, openclip_state_dict.pt (OrderedDict wrapped in {"state_dict"} with
 "module." prefixes), open_clip_model.safetensors (the same under OpenAI's names),
-hf_model.safetensors + config.json, image{1,2}.png (native size),
+hf_model.safetensors + config.json, hf_sharded/ (the same in two shards with
+model.safetensors.index.json and config.json), image{1,2}.png (native size),
 image{1,2}_alt.png (alternative size), reference.json (also the embeddings the same weights give
 with GELU in place of QuickGELU).
 """
@@ -231,6 +232,21 @@ def main():
                os.path.join(out, "openclip_state_dict.pt"))
     write_safetensors(os.path.join(out, "hf_model.safetensors"), hf_state_dict(w))
     write_safetensors(os.path.join(out, "open_clip_model.safetensors"), w)  # OpenAI names, as open_clip ships
+    # The Hugging Face checkpoint again, split into two shards with their index, as large models ship.
+    sharded = os.path.join(out, "hf_sharded")
+    os.makedirs(sharded, exist_ok=True)
+    hf = hf_state_dict(w)
+    names = sorted(hf)
+    shards = {"model-00001-of-00002.safetensors": names[: len(names) // 2],
+              "model-00002-of-00002.safetensors": names[len(names) // 2:]}
+    weight_map = {}
+    for shard, keys in shards.items():
+        write_safetensors(os.path.join(sharded, shard), {k: hf[k] for k in keys})
+        weight_map.update({k: shard for k in keys})
+    with open(os.path.join(sharded, "model.safetensors.index.json"), "w") as f:
+        json.dump({"metadata": {"total_size": 0}, "weight_map": weight_map}, f)
+    with open(os.path.join(sharded, "config.json"), "w") as f:
+        json.dump(hf_config(), f)
     with open(os.path.join(out, "config.json"), "w") as f:
         json.dump(hf_config(), f)
 
