@@ -5,11 +5,14 @@
 #include <atomic>
 #include <cstring>
 #include <filesystem>
+#include <iostream>
 #include <limits>
+#include <mutex>
 
 #include <opencv2/core/utils/logger.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <zlib.h>
 
 #include "core/error.h"
 #include "core/file_io.h"
@@ -18,18 +21,31 @@
 namespace medsad {
 namespace {
 
-// A truncated PNG makes libpng fail with a stray line on stderr, and a truncated JPEG is worse:
-// libjpeg fills the missing part with grey and only warns, so a cut-off scan would be scored as
-// if whole. Both formats mark their end; this checks that the end is there. Returns the problem,
-// or "" for a complete file (and for every other format, left to its decoder).
+uint32_t big_endian_u32(const unsigned char* p) {
+  return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
+}
+
+// A truncated or damaged PNG makes libpng fail with a stray line on stderr, and a truncated JPEG
+// is worse: libjpeg fills the missing part with grey and only warns, so a cut-off scan would be
+// scored as if whole. Both formats mark their end, and a PNG checksums every chunk; this checks
+// both before decoding. Returns the problem, or "" for a sound file (and for every other
+// format, left to its decoder).
 std::string truncation_problem(const unsigned char* data, size_t size) {
   static const unsigned char kPngSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
   if (size >= 8 && std::memcmp(data, kPngSignature, 8) == 0) {
-    // Chunks: 4-byte big-endian data length, 4-byte type, the data, 4-byte CRC; IEND comes last.
+    // Chunks: 4-byte big-endian data length, 4-byte type, the data, then the CRC-32 of type and
+    // data; IEND comes last.
     for (size_t at = 8; at + 12 <= size;) {
-      if (std::memcmp(data + at + 4, "IEND", 4) == 0) return "";
-      const uint64_t length = (uint64_t{data[at]} << 24) | (uint64_t{data[at + 1]} << 16) |
-                              (uint64_t{data[at + 2]} << 8) | uint64_t{data[at + 3]};
+      const uint64_t length = big_endian_u32(data + at);
+      if (at + 12 + length > size) break;
+      const std::string type(reinterpret_cast<const char*>(data + at + 4), 4);
+      // Like libpng, only a critical chunk's (upper-case first letter) damage is fatal; an
+      // ancillary one (text, gamma, ...) would only be dropped with a warning.
+      const bool critical = (data[at + 4] & 0x20) == 0;
+      const uLong crc = crc32(crc32(0L, Z_NULL, 0), data + at + 4, static_cast<uInt>(4 + length));
+      if (critical && crc != big_endian_u32(data + at + 8 + length))
+        return "corrupt PNG: the " + type + " chunk at byte " + std::to_string(at) + " fails its checksum";
+      if (type == "IEND") return "";
       at += 12 + static_cast<size_t>(length);
     }
     return "truncated PNG: the file ends before its IEND chunk";
@@ -49,19 +65,48 @@ std::string truncation_problem(const unsigned char* data, size_t size) {
   return "";
 }
 
+// OpenCV's imdecode also writes a decoder's failure straight to std::cerr ("imdecode_(''): can't
+// read data: ...") before returning an empty image, for a cut-off BMP, TIFF or PNM. While any
+// thread decodes, std::cerr goes to a sink: the first decode in swaps it, the last one out puts
+// it back. medsad's own messages go through stdio (fprintf, spdlog), which this leaves alone.
+class QuietCerr {
+ public:
+  QuietCerr() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (decoding_++ == 0) saved_ = std::cerr.rdbuf(&sink_);
+  }
+  ~QuietCerr() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (--decoding_ == 0) std::cerr.rdbuf(saved_);
+  }
+  QuietCerr(const QuietCerr&) = delete;
+  QuietCerr& operator=(const QuietCerr&) = delete;
+
+ private:
+  struct Sink : std::streambuf {
+    int overflow(int c) override { return traits_type::not_eof(c); }
+  };
+  static inline std::mutex mutex_;
+  static inline int decoding_ = 0;
+  static inline std::streambuf* saved_ = nullptr;
+  static inline Sink sink_;
+};
+
 // Decodes PNG/JPEG/TIFF/BMP bytes as stored (any depth and channel count); `name` for errors.
 cv::Mat decode_bytes(const unsigned char* data, size_t size, const std::string& name, const std::string& what) {
   const std::string truncated = truncation_problem(data, size);
   if (!truncated.empty()) fail(name, truncated);
-  // OpenCV's codecs log their own warnings about a bad file ("[ WARN:0@0.27] ... TIFF ...");
-  // medsad reports each such file once, in its own one-line error.
-  static const bool codec_warnings_off = [] {
-    cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_ERROR);
+  // OpenCV's codecs log their own messages about a bad file ("[ WARN:0@0.27] ... TIFF ...",
+  // "[ERROR:0@0.29] ... OpenJPEG2000 ..."); medsad reports each such file once, in its own
+  // one-line error.
+  static const bool codec_messages_off = [] {
+    cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);
     return true;
   }();
-  (void)codec_warnings_off;
+  (void)codec_messages_off;
   cv::Mat image;
   try {
+    const QuietCerr quiet;
     image = cv::imdecode(cv::Mat(1, static_cast<int>(size), CV_8U, const_cast<unsigned char*>(data)),
                          cv::IMREAD_UNCHANGED);
   } catch (const cv::Exception&) {

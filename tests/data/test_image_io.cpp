@@ -1,4 +1,5 @@
 #include <fstream>
+#include <iostream>
 
 #include <opencv2/imgcodecs.hpp>
 
@@ -161,5 +162,41 @@ TEST(ImageIo, TruncatedPngAndJpegAreRefusedWholeOnesDecode) {
         EXPECT_THROW((void)decode_image_rgb(whole.substr(0, cut), "upload"), Error) << extension << " " << cut;
       }
     }
+  }
+}
+
+TEST(ImageIo, DamagedPngIsRefusedByItsChecksum) {
+  // Bytes flipped inside the image data: libpng would fail part-way with its own stderr line, or
+  // not at all where the flip lands in a filter-free stretch. The chunk's CRC-32 catches it.
+  std::vector<uchar> bytes;
+  ASSERT_TRUE(cv::imencode(".png", pattern(48, 40, CV_8UC3), bytes));
+  std::string damaged(bytes.begin(), bytes.end());
+  const size_t idat = damaged.find("IDAT");
+  ASSERT_NE(idat, std::string::npos);
+  damaged[idat + 20] = static_cast<char>(damaged[idat + 20] ^ 0x5a);
+  try {
+    (void)decode_image_rgb(damaged, "upload.png");
+    ADD_FAILURE() << "a PNG with a damaged IDAT chunk was decoded";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.problem(), "corrupt PNG: the IDAT chunk at byte " + std::to_string(idat - 4) + " fails its checksum");
+  }
+}
+
+TEST(ImageIo, CutBmpTiffAndPnmFailWithOnlyOurMessage) {
+  // OpenCV prints such a decoder failure to std::cerr itself; the one line that says which file
+  // failed is ours, so nothing else may reach stderr.
+  test::ScratchDir dir;
+  for (const std::string extension : {".bmp", ".tiff", ".ppm"}) {
+    std::vector<uchar> bytes;
+    ASSERT_TRUE(cv::imencode(extension, pattern(48, 40, CV_8UC3), bytes));
+    const std::string whole(bytes.begin(), bytes.end());
+    const std::string path = dir.file("cut" + extension);
+    std::ofstream(path, std::ios::binary) << whole.substr(0, whole.size() * 6 / 10);
+    testing::internal::CaptureStderr();
+    EXPECT_THROW((void)read_image_rgb(path), Error) << extension;
+    EXPECT_EQ(testing::internal::GetCapturedStderr(), "") << extension;
+    testing::internal::CaptureStderr();
+    std::cerr << "after" << std::flush;  // std::cerr is back once the decoder is done
+    EXPECT_EQ(testing::internal::GetCapturedStderr(), "after") << extension;
   }
 }
