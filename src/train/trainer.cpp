@@ -125,6 +125,19 @@ void TrainOptions::validate() const {
   if (bpe.empty() && weights != "none") fail("", "--bpe is required with CLIP weights");
   if (weights == "none" && clip_activation != "auto")
     fail("", "--clip-activation applies to CLIP weights; the --weights none backbone uses GELU");
+  if (weights == "none" && !hf_config.empty())
+    fail("", "--hf-config describes CLIP weights; the --weights none backbone takes --scratch-* options");
+  // An option that would change nothing is refused rather than silently ignored. image_size is
+  // not compared: --image-size sets it for the scratch backbone only.
+  const clip::ScratchClipOptions defaults;
+  const bool scratch_changed = scratch.patch_size != defaults.patch_size || scratch.stem != defaults.stem ||
+                               scratch.stem_channels != defaults.stem_channels || scratch.width != defaults.width ||
+                               scratch.layers != defaults.layers || scratch.text_width != defaults.text_width ||
+                               scratch.text_layers != defaults.text_layers || scratch.embed_dim != defaults.embed_dim;
+  if (weights != "none" && scratch_changed)
+    fail("", "--scratch-* options shape the --weights none backbone; CLIP weights bring their own architecture");
+  if (scratch.stem != clip::PatchStem::ConvEncoder && scratch.stem_channels != defaults.stem_channels)
+    fail("", "--scratch-stem-channels applies to --scratch-stem conv_encoder only");
   if (out_dir.empty()) fail("", "--out is required");
   if (epochs < 1 || epochs > 100000) fail("", "--epochs must be between 1 and 100000, got " + std::to_string(epochs));
   if (batch_size < 1 || batch_size > 4096)

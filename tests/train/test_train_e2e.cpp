@@ -363,6 +363,23 @@ TEST_F(TrainEndToEnd, TheBackbonesRecordedConfigurationHoldsAtLoading) {
                                         q(dir->file("scratch_gelu")) + " --clip-activation gelu");
   EXPECT_EQ(scratch.exit_code, 1);
   EXPECT_NE(scratch.err.find("--clip-activation applies to CLIP weights"), std::string::npos) << scratch.err;
+
+  // Options that would change nothing are refused, not silently ignored.
+  const std::string scratch_args = "train --data " + q(data()) + " --object 'brain MRI' --weights none --out " +
+                                   q(dir->file("scratch_refused"));
+  const std::vector<std::pair<std::string, std::string>> ignored = {
+      {args + " --overwrite --scratch-width 256", "--scratch-* options shape the --weights none backbone"},
+      {args + " --overwrite --scratch-stem conv_encoder", "--scratch-* options shape the --weights none backbone"},
+      {scratch_args + " --scratch-stem-channels 32", "--scratch-stem-channels applies to --scratch-stem conv_encoder only"},
+      {scratch_args + " --hf-config " + q(dir->file("config.json")), "--hf-config describes CLIP weights"}};
+  for (const auto& [command, message] : ignored) {
+    const auto r = test::run_medsad(command);
+    EXPECT_EQ(r.exit_code, 1) << command;
+    EXPECT_NE(r.err.find("medsad: error: " + message), std::string::npos) << r.err;
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir->file("scratch_refused")));
+  EXPECT_EQ(test::run_medsad(scratch_args + " --scratch-stem conv_encoder --scratch-stem-channels 8 --epochs 0").err,
+            "medsad: error: --epochs must be between 1 and 100000, got 0\n");  // the pair itself is accepted
 }
 
 TEST_F(TrainEndToEnd, CalibrateRewritesOnlyTheThresholds) {
