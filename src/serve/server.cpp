@@ -189,6 +189,16 @@ Server::Server(model::TrainedModel model, std::string checkpoint, ServeOptions o
     reply_json(res, 200, {{"status", "ok"}});
   });
   m.http.Get("/v1/model", [&m](const httplib::Request&, httplib::Response& res) { reply_json(res, 200, m.model_info()); });
+  // A known path asked with the other method: 405 with the method it takes, not "no such endpoint".
+  const auto use = [](const std::string& method) {
+    return [method](const httplib::Request& req, httplib::Response& res) {
+      res.set_header("Allow", method);
+      reply_json(res, 405, {{"error", req.method + " " + req.path + ": use " + method}});
+    };
+  };
+  m.http.Get("/v1/predict", use("POST"));
+  m.http.Post("/healthz", use("GET"));
+  m.http.Post("/v1/model", use("GET"));
   // Statuses that httplib sets itself (404, 413 over the body limit, 400 for bad HTTP) get a JSON body too.
   m.http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
     if (!res.body.empty()) return;

@@ -182,6 +182,10 @@ TEST_F(Serve, BadInputGetsJsonErrorsAndTheServerStaysUp) {
   httplib::MultipartFormDataItems no_image = {{"file", png, "x.png", "image/png"}};
   expect_error(c.Post("/v1/predict", no_image), 400, "multipart without image");
   expect_error(c.Get("/v2/anything"), 404, "unknown path");
+  const auto get_predict = c.Get("/v1/predict");
+  expect_error(get_predict, 405, "GET on the predict endpoint");
+  EXPECT_EQ(get_predict->get_header_value("Allow"), "POST");
+  expect_error(c.Post("/healthz", png, "image/png"), 405, "POST on the health check");
   // curl's default for --data-binary: the library caps it at 8 kB; the error says what to send.
   const auto form = c.Post("/v1/predict", std::string(9000, 'x'), "application/x-www-form-urlencoded");
   expect_error(form, 413, "form-urlencoded over 8 kB");
