@@ -10,7 +10,7 @@ packages=(
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   libgtest-dev zlib1g-dev libssl-dev
   libnifti-dev mricron-data               # NIfTI volumes; the Colin27 T1 the lesion benchmark is made from
-  libdcmtk-dev                             # DICOM, with its JPEG, JPEG-LS and RLE decoders
+  libdcmtk-dev libopenjp2-7-dev            # DICOM, with its JPEG, JPEG-LS and RLE decoders; JPEG 2000
   chromium fonts-dejavu-core               # renders the HTML report in its test (headless)
   libcpp-httplib-dev                       # medsad serve
   python3 python3-torch python3-numpy python3-pil python3-regex  # independent references (tests/, bench/)

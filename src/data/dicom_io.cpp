@@ -7,10 +7,14 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <string_view>
 
 #include <dcmtk/config/osconfig.h>  // first, as DCMTK requires
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcpixel.h>
+#include <dcmtk/dcmdata/dcpixseq.h>
+#include <dcmtk/dcmdata/dcpxitem.h>
 #include <dcmtk/dcmdata/dcrledrg.h>
 #include <dcmtk/dcmdata/dcxfer.h>
 #include <dcmtk/dcmimage/diregist.h>  // colour images
@@ -22,6 +26,7 @@
 
 #include "core/error.h"
 #include "core/text.h"
+#include "data/jpeg2000.h"
 
 namespace medsad::data {
 namespace fs = std::filesystem;
@@ -52,12 +57,81 @@ void load(DcmFileFormat& file, const std::string& path, bool header_only) {
   if (status.bad()) fail(path, std::string("not a readable DICOM file (") + status.text() + ")");
 }
 
+bool is_jpeg2000(E_TransferSyntax xfer) {
+  return xfer == EXS_JPEG2000LosslessOnly || xfer == EXS_JPEG2000 || xfer == EXS_JPEG2000MulticomponentLosslessOnly ||
+         xfer == EXS_JPEG2000Multicomponent;
+}
+
+// The first frame's JPEG 2000 codestream: the fragments after the offset table up to the one
+// that ends with the end-of-codestream marker (FF D9, perhaps padded to an even length), which
+// needs no offset table and holds for any split of the frames into fragments.
+std::string first_jpeg2000_frame(DcmDataset* data, E_TransferSyntax xfer, const std::string& path) {
+  DcmElement* element = nullptr;
+  DcmPixelSequence* sequence = nullptr;
+  auto* pixel_data = data->findAndGetElement(DCM_PixelData, element).good() ? dynamic_cast<DcmPixelData*>(element) : nullptr;
+  if (!pixel_data || pixel_data->getEncapsulatedRepresentation(xfer, nullptr, sequence).bad() || !sequence ||
+      sequence->card() < 2)
+    fail(path, "JPEG 2000 DICOM file without encapsulated pixel data fragments");
+  std::string codestream;
+  const auto ends_frame = [&codestream] {
+    std::string_view tail(codestream);
+    if (!tail.empty() && tail.back() == '\0') tail.remove_suffix(1);
+    return tail.size() >= 2 && tail.substr(tail.size() - 2) == "\xFF\xD9";
+  };
+  for (unsigned long i = 1; i < sequence->card() && !ends_frame(); ++i) {
+    DcmPixelItem* fragment = nullptr;
+    Uint8* bytes = nullptr;
+    if (sequence->getItem(fragment, i).bad() || fragment->getUint8Array(bytes).bad())
+      fail(path, "unreadable JPEG 2000 pixel data fragment " + std::to_string(i));
+    if (bytes) codestream.append(reinterpret_cast<const char*>(bytes), fragment->getLength());
+  }
+  return codestream;
+}
+
+// Debian's DCMTK has no JPEG 2000 codec: the first frame is decoded with OpenJPEG and put back
+// as uncompressed pixel data, so that DicomImage applies the modality and VOI LUTs as for any
+// other file. A multi-component codestream comes out as RGB (OpenJPEG undoes the colour
+// transform that YBR_RCT / YBR_ICT name).
+void decode_jpeg2000_in_place(DcmDataset* data, E_TransferSyntax xfer, const std::string& path) {
+  const Jpeg2000Image image = decode_jpeg2000(first_jpeg2000_frame(data, xfer, path), path);
+  Uint16 rows = 0, columns = 0, samples = 1, bits_allocated = 0;
+  data->findAndGetUint16(DCM_Rows, rows);
+  data->findAndGetUint16(DCM_Columns, columns);
+  data->findAndGetUint16(DCM_SamplesPerPixel, samples);
+  data->findAndGetUint16(DCM_BitsAllocated, bits_allocated);
+  if (image.width != columns || image.height != rows || image.components != samples)
+    fail(path, "JPEG 2000 pixel data of " + std::to_string(image.width) + "x" + std::to_string(image.height) + "x" +
+                   std::to_string(image.components) + " where the header says " + std::to_string(columns) + "x" +
+                   std::to_string(rows) + "x" + std::to_string(samples));
+  if (image.precision > bits_allocated || (bits_allocated != 8 && bits_allocated != 16))
+    fail(path, "JPEG 2000 samples of " + std::to_string(image.precision) + " bits in " +
+                   std::to_string(bits_allocated) + "-bit pixel data");
+  OFCondition stored;
+  if (bits_allocated == 8) {
+    std::vector<Uint8> bytes(image.samples.begin(), image.samples.end());
+    stored = data->putAndInsertUint8Array(DCM_PixelData, bytes.data(), static_cast<unsigned long>(bytes.size()));
+  } else {
+    std::vector<Uint16> words(image.samples.size());  // signed samples as two's complement
+    std::transform(image.samples.begin(), image.samples.end(), words.begin(),
+                   [](int32_t v) { return static_cast<Uint16>(static_cast<uint32_t>(v) & 0xFFFFu); });
+    stored = data->putAndInsertUint16Array(DCM_PixelData, words.data(), static_cast<unsigned long>(words.size()));
+  }
+  if (stored.bad()) fail(path, std::string("cannot store the decoded JPEG 2000 pixel data (") + stored.text() + ")");
+  data->putAndInsertUint16(DCM_PixelRepresentation, image.is_signed ? 1 : 0);
+  data->putAndInsertString(DCM_NumberOfFrames, "1");
+  if (samples > 1) {
+    data->putAndInsertString(DCM_PhotometricInterpretation, "RGB");
+    data->putAndInsertUint16(DCM_PlanarConfiguration, 0);
+  }
+}
+
 // Brings the pixel data to uncompressed little-endian; an Error names a compression that the
 // registered codecs do not decode.
 void decompress(DcmFileFormat& file, const std::string& path) {
   DcmDataset* data = file.getDataset();
   if (!data->tagExistsWithValue(DCM_PixelData)) fail(path, "DICOM file without pixel data (not an image)");
   const DcmXfer original(data->getOriginalXfer());
+  if (is_jpeg2000(original.getXfer())) return decode_jpeg2000_in_place(data, original.getXfer(), path);
   if (data->chooseRepresentation(EXS_LittleEndianExplicit, nullptr).bad() ||
       !data->canWriteXfer(EXS_LittleEndianExplicit))
     fail(path, std::string("pixel data compressed as ") + original.getXferName() +
