@@ -2,6 +2,8 @@
 // image; with --out, the binary lesion mask and a heat-map overlay at the image's own size.
 // A NIfTI volume (.nii, .nii.gz, a .hdr/.img pair) is scored slice by slice along --axis: one
 // JSON line per slice; with --out, NAME_slices.csv and NAME_mask.nii.gz on the volume's own grid.
+// A multi-frame DICOM file is scored frame by frame: one JSON line per frame; with --out,
+// NAME_frames.csv and each frame's images as NAME_frameK_*.png.
 // A folder is its DICOM series (slices in position order) or, holding no DICOM file, its images
 // and NIfTI volumes in name order. A bad input prints one error line and the run goes on; the
 // exit code is 1 if any failed.
@@ -44,6 +46,18 @@ std::string volume_extension(const std::string& path) {
 }
 
 bool is_nifti_path(const std::string& path) { return !volume_extension(path).empty(); }
+
+// A DICOM file of several frames; false for anything else, unreadable files included (the image
+// reader reports those).
+bool is_multiframe_dicom(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec) || !data::is_dicom_file(path)) return false;
+  try {
+    return data::dicom_frame_count(path) > 1;
+  } catch (const Error&) {
+    return false;
+  }
+}
 
 // The file name without its volume extension.
 std::string volume_stem(const std::string& path) {
@@ -142,6 +156,51 @@ void predict_volume_file(model::MedSadClipImpl& model, const clip::ImagePreproce
   data::write_nifti_mask_like((fs::path(out_dir) / (out_name + "_mask.nii.gz")).string(), mask, volume);
 }
 
+// NAME_mask.png (the lesion mask at the calibrated threshold), NAME_overlay.png and NAME_map.png
+// (the anomaly map in [0, 1] as 16-bit grey) for one scored image [3, H, W].
+void write_image_outputs(const std::string& out_dir, const std::string& name, const torch::Tensor& image,
+                         const torch::Tensor& map, const torch::Tensor& lesion) {
+  const cv::Mat mask = eval::to_mat_u8(lesion.to(torch::kFloat32));
+  write_png((fs::path(out_dir) / (name + "_mask.png")).string(), mask);
+  write_png((fs::path(out_dir) / (name + "_overlay.png")).string(), eval::anomaly_overlay(image, map, mask));
+  write_png((fs::path(out_dir) / (name + "_map.png")).string(), eval::to_mat_u16(map));
+}
+
+// A multi-frame DICOM file (cine, enhanced CT/MR) is scored frame by frame: one JSON line per
+// frame; with --out, NAME_frames.csv and each frame's images as NAME_frameK_*.png.
+void predict_frames_file(model::MedSadClipImpl& model, const clip::ImagePreprocess& preprocess,
+                         const model::Calibration& calibration, const std::string& path, int64_t batch,
+                         const std::string& out_dir, const std::string& out_name) {
+  const auto frames = data::read_dicom_frames(path);
+  const int digits = static_cast<int>(std::to_string(frames.size() - 1).size());
+  std::string csv = "frame,score,decision,lesion_fraction\n";
+  for (size_t start = 0; start < frames.size(); start += static_cast<size_t>(batch)) {
+    std::vector<torch::Tensor> images;
+    for (size_t k = start; k < std::min(frames.size(), start + static_cast<size_t>(batch)); ++k)
+      images.push_back(image_to_rgb(frames[k], path));
+    const auto results = eval::predict_images(model, preprocess, images, batch);
+    for (size_t i = 0; i < results.size(); ++i) {
+      const size_t k = start + i;
+      const auto lesion = results[i].map >= calibration.pixel_threshold;
+      const double fraction = lesion.to(torch::kFloat64).mean().item<double>();
+      const char* decision = results[i].score >= calibration.image_threshold ? "abnormal" : "normal";
+      nlohmann::json line = {{"path", path}, {"frame", k}, {"score", results[i].score}, {"decision", decision},
+                             {"threshold", calibration.image_threshold}, {"lesion_fraction", fraction}};
+      if (!out_dir.empty()) line["name"] = out_name;
+      std::printf("%s\n", line.dump().c_str());
+      char row[128];
+      std::snprintf(row, sizeof row, "%zu,%.6f,%s,%.6f\n", k, results[i].score, decision, fraction);
+      csv += row;
+      if (out_dir.empty()) continue;
+      std::string number = std::to_string(k);
+      number.insert(0, static_cast<size_t>(digits) - number.size(), '0');
+      write_image_outputs(out_dir, out_name + "_frame" + number, images[i], results[i].map, lesion);
+    }
+    std::fflush(stdout);
+  }
+  if (!out_dir.empty()) write_file_atomic((fs::path(out_dir) / (out_name + "_frames.csv")).string(), csv);
+}
+
 }  // namespace
 
 void setup_predict_command(CLI::App& app, Action& action) {
@@ -162,8 +221,8 @@ void setup_predict_command(CLI::App& app, Action& action) {
       ->required();
   cmd->add_option("--out", o->out,
                   "folder for NAME_mask.png, NAME_overlay.png and NAME_map.png (the anomaly map in [0, 1] as 16-bit "
-                  "grey) (volumes: NAME_slices.csv, NAME_mask.nii.gz); NAME is the file's stem, or its path with / as "
-                  "__ where two inputs share a stem");
+                  "grey) (volumes: NAME_slices.csv, NAME_mask.nii.gz; multi-frame DICOM: NAME_frames.csv, NAME_frameK_*.png); "
+                  "NAME is the file's stem, or its path with / as __ where two inputs share a stem");
   cmd->add_option("--axis", o->axis, "volumes: slice along axial (default), coronal or sagittal")
       ->check(CLI::IsMember({"axial", "coronal", "sagittal"}));
   cmd->add_option("--weights", o->weights, "CLIP backbone (default: the one recorded at training)");
@@ -196,14 +255,16 @@ void setup_predict_command(CLI::App& app, Action& action) {
       const auto names = output_names(inputs);
       std::vector<std::string> image_paths, image_names;
       for (size_t i = 0; i < inputs.size(); ++i) {
-        if (!is_nifti_path(inputs[i])) {
-          image_paths.push_back(inputs[i]);
-          image_names.push_back(names[i]);
-          continue;
-        }
         try {
-          predict_volume_file(*trained.model, trained.preprocess, calibration, inputs[i],
-                              eval::parse_slice_axis(o->axis), o->batch, o->out, names[i]);
+          if (is_nifti_path(inputs[i])) {
+            predict_volume_file(*trained.model, trained.preprocess, calibration, inputs[i],
+                                eval::parse_slice_axis(o->axis), o->batch, o->out, names[i]);
+          } else if (is_multiframe_dicom(inputs[i])) {
+            predict_frames_file(*trained.model, trained.preprocess, calibration, inputs[i], o->batch, o->out, names[i]);
+          } else {
+            image_paths.push_back(inputs[i]);
+            image_names.push_back(names[i]);
+          }
         } catch (const Error& e) {
           std::fprintf(stderr, "medsad: error: %s\n", e.what());
           ++failed;
@@ -248,12 +309,7 @@ void setup_predict_command(CLI::App& app, Action& action) {
                                  {"lesion_fraction", lesion.to(torch::kFloat64).mean().item<double>()}};
           if (!o->out.empty()) line["name"] = image_names[k];
           std::printf("%s\n", line.dump().c_str());
-          if (o->out.empty()) continue;
-          const std::string& stem = image_names[k];
-          const cv::Mat mask = eval::to_mat_u8(lesion.to(torch::kFloat32));
-          write_png((fs::path(o->out) / (stem + "_mask.png")).string(), mask);
-          write_png((fs::path(o->out) / (stem + "_overlay.png")).string(), eval::anomaly_overlay(images[i], results[i].map, mask));
-          write_png((fs::path(o->out) / (stem + "_map.png")).string(), eval::to_mat_u16(results[i].map));
+          if (!o->out.empty()) write_image_outputs(o->out, image_names[k], images[i], results[i].map, lesion);
         }
         std::fflush(stdout);
       }

@@ -62,63 +62,87 @@ bool is_jpeg2000(E_TransferSyntax xfer) {
          xfer == EXS_JPEG2000Multicomponent;
 }
 
-// The first frame's JPEG 2000 codestream: the fragments after the offset table up to the one
-// that ends with the end-of-codestream marker (FF D9, perhaps padded to an even length), which
-// needs no offset table and holds for any split of the frames into fragments.
-std::string first_jpeg2000_frame(DcmDataset* data, E_TransferSyntax xfer, const std::string& path) {
+// The codestreams of the first `frames` frames: after the offset table, each frame's fragments
+// run up to the one that ends with the end-of-codestream marker (FF D9, perhaps padded to an
+// even length), which needs no offset table and holds for any split into fragments.
+std::vector<std::string> jpeg2000_frames(DcmDataset* data, E_TransferSyntax xfer, size_t frames,
+                                         const std::string& path) {
   DcmElement* element = nullptr;
   DcmPixelSequence* sequence = nullptr;
   auto* pixel_data = data->findAndGetElement(DCM_PixelData, element).good() ? dynamic_cast<DcmPixelData*>(element) : nullptr;
   if (!pixel_data || pixel_data->getEncapsulatedRepresentation(xfer, nullptr, sequence).bad() || !sequence ||
       sequence->card() < 2)
     fail(path, "JPEG 2000 DICOM file without encapsulated pixel data fragments");
-  std::string codestream;
-  const auto ends_frame = [&codestream] {
+  const auto ends_frame = [](const std::string& codestream) {
     std::string_view tail(codestream);
     if (!tail.empty() && tail.back() == '\0') tail.remove_suffix(1);
     return tail.size() >= 2 && tail.substr(tail.size() - 2) == "\xFF\xD9";
   };
-  for (unsigned long i = 1; i < sequence->card() && !ends_frame(); ++i) {
+  std::vector<std::string> codestreams(1);
+  for (unsigned long i = 1; i < sequence->card(); ++i) {
+    if (ends_frame(codestreams.back())) {
+      if (codestreams.size() == frames) break;
+      codestreams.emplace_back();
+    }
     DcmPixelItem* fragment = nullptr;
     Uint8* bytes = nullptr;
     if (sequence->getItem(fragment, i).bad() || fragment->getUint8Array(bytes).bad())
       fail(path, "unreadable JPEG 2000 pixel data fragment " + std::to_string(i));
-    if (bytes) codestream.append(reinterpret_cast<const char*>(bytes), fragment->getLength());
+    if (bytes) codestreams.back().append(reinterpret_cast<const char*>(bytes), fragment->getLength());
   }
-  return codestream;
+  if (codestreams.size() < frames)
+    fail(path, "JPEG 2000 pixel data hold " + std::to_string(codestreams.size()) + " frames where the header says " +
+                   std::to_string(frames));
+  return codestreams;
 }
 
-// Debian's DCMTK has no JPEG 2000 codec: the first frame is decoded with OpenJPEG and put back
-// as uncompressed pixel data, so that DicomImage applies the modality and VOI LUTs as for any
-// other file. A multi-component codestream comes out as RGB (OpenJPEG undoes the colour
-// transform that YBR_RCT / YBR_ICT name).
-void decode_jpeg2000_in_place(DcmDataset* data, E_TransferSyntax xfer, const std::string& path) {
-  const Jpeg2000Image image = decode_jpeg2000(first_jpeg2000_frame(data, xfer, path), path);
+// Number of Frames, 1 when absent; Error for a value that is not a positive count.
+size_t frame_count(DcmDataset* data, const std::string& path) {
+  Sint32 frames = 1;
+  if (data->findAndGetSint32(DCM_NumberOfFrames, frames).bad()) return 1;
+  if (frames < 1) fail(path, "Number of Frames is " + std::to_string(frames));
+  return static_cast<size_t>(frames);
+}
+
+// Debian's DCMTK has no JPEG 2000 codec: the first `frames` frames are decoded with OpenJPEG and
+// put back as uncompressed pixel data, so that DicomImage applies the modality and VOI LUTs as
+// for any other file. A multi-component codestream comes out as RGB (OpenJPEG undoes the colour
+// transform that YBR_RCT / YBR_ICT name). The codestream's signedness wins over the header's.
+void decode_jpeg2000_in_place(DcmDataset* data, E_TransferSyntax xfer, size_t frames, const std::string& path) {
   Uint16 rows = 0, columns = 0, samples = 1, bits_allocated = 0;
   data->findAndGetUint16(DCM_Rows, rows);
   data->findAndGetUint16(DCM_Columns, columns);
   data->findAndGetUint16(DCM_SamplesPerPixel, samples);
   data->findAndGetUint16(DCM_BitsAllocated, bits_allocated);
-  if (image.width != columns || image.height != rows || image.components != samples)
-    fail(path, "JPEG 2000 pixel data of " + std::to_string(image.width) + "x" + std::to_string(image.height) + "x" +
-                   std::to_string(image.components) + " where the header says " + std::to_string(columns) + "x" +
-                   std::to_string(rows) + "x" + std::to_string(samples));
-  if (image.precision > bits_allocated || (bits_allocated != 8 && bits_allocated != 16))
-    fail(path, "JPEG 2000 samples of " + std::to_string(image.precision) + " bits in " +
-                   std::to_string(bits_allocated) + "-bit pixel data");
+  if (bits_allocated != 8 && bits_allocated != 16)
+    fail(path, "JPEG 2000 pixel data with Bits Allocated " + std::to_string(bits_allocated) + " (expected 8 or 16)");
+  std::vector<int32_t> all;
+  bool is_signed = false;
+  for (const auto& codestream : jpeg2000_frames(data, xfer, frames, path)) {
+    const Jpeg2000Image image = decode_jpeg2000(codestream, path);
+    if (image.width != columns || image.height != rows || image.components != samples)
+      fail(path, "JPEG 2000 pixel data of " + std::to_string(image.width) + "x" + std::to_string(image.height) + "x" +
+                     std::to_string(image.components) + " where the header says " + std::to_string(columns) + "x" +
+                     std::to_string(rows) + "x" + std::to_string(samples));
+    if (image.precision > bits_allocated)
+      fail(path, "JPEG 2000 samples of " + std::to_string(image.precision) + " bits in " +
+                     std::to_string(bits_allocated) + "-bit pixel data");
+    is_signed = image.is_signed;
+    all.insert(all.end(), image.samples.begin(), image.samples.end());
+  }
   OFCondition stored;
   if (bits_allocated == 8) {
-    std::vector<Uint8> bytes(image.samples.begin(), image.samples.end());
+    std::vector<Uint8> bytes(all.begin(), all.end());
     stored = data->putAndInsertUint8Array(DCM_PixelData, bytes.data(), static_cast<unsigned long>(bytes.size()));
   } else {
-    std::vector<Uint16> words(image.samples.size());  // signed samples as two's complement
-    std::transform(image.samples.begin(), image.samples.end(), words.begin(),
+    std::vector<Uint16> words(all.size());  // signed samples as two's complement
+    std::transform(all.begin(), all.end(), words.begin(),
                    [](int32_t v) { return static_cast<Uint16>(static_cast<uint32_t>(v) & 0xFFFFu); });
     stored = data->putAndInsertUint16Array(DCM_PixelData, words.data(), static_cast<unsigned long>(words.size()));
   }
   if (stored.bad()) fail(path, std::string("cannot store the decoded JPEG 2000 pixel data (") + stored.text() + ")");
-  data->putAndInsertUint16(DCM_PixelRepresentation, image.is_signed ? 1 : 0);
-  data->putAndInsertString(DCM_NumberOfFrames, "1");
+  data->putAndInsertUint16(DCM_PixelRepresentation, is_signed ? 1 : 0);
+  data->putAndInsertString(DCM_NumberOfFrames, std::to_string(frames).c_str());
   if (samples > 1) {
     data->putAndInsertString(DCM_PhotometricInterpretation, "RGB");
     data->putAndInsertUint16(DCM_PlanarConfiguration, 0);
@@ -127,11 +151,13 @@ void decode_jpeg2000_in_place(DcmDataset* data, E_TransferSyntax xfer, const std
 
 // Brings the pixel data to uncompressed little-endian; an Error names a compression that the
 // registered codecs do not decode.
-void decompress(DcmFileFormat& file, const std::string& path) {
+// `all_frames` false: only the first frame needs to be (JPEG 2000 decodes only that one).
+void decompress(DcmFileFormat& file, const std::string& path, bool all_frames) {
   DcmDataset* data = file.getDataset();
   if (!data->tagExistsWithValue(DCM_PixelData)) fail(path, "DICOM file without pixel data (not an image)");
   const DcmXfer original(data->getOriginalXfer());
-  if (is_jpeg2000(original.getXfer())) return decode_jpeg2000_in_place(data, original.getXfer(), path);
+  if (is_jpeg2000(original.getXfer()))
+    return decode_jpeg2000_in_place(data, original.getXfer(), all_frames ? frame_count(data, path) : 1, path);
   if (data->chooseRepresentation(EXS_LittleEndianExplicit, nullptr).bad() ||
       !data->canWriteXfer(EXS_LittleEndianExplicit))
     fail(path, std::string("pixel data compressed as ") + original.getXferName() +
@@ -176,11 +202,15 @@ bool is_dicom_file(const std::string& path) {
   return std::string(head + 128, 4) == "DICM";
 }
 
-cv::Mat read_dicom_image(const std::string& path) {
+namespace {
+
+// The file's first frame, or all of them, windowed alike (a min-max window spans every frame
+// rendered, as a volume's one window spans its slices).
+std::vector<cv::Mat> render_frames(const std::string& path, bool all_frames) {
   DcmFileFormat file;
   load(file, path, false);
-  decompress(file, path);
-  DicomImage image(&file, EXS_LittleEndianExplicit, CIF_UsePartialAccessToPixelData, 0, 1);  // first frame
+  decompress(file, path, all_frames);
+  DicomImage image(&file, EXS_LittleEndianExplicit, CIF_UsePartialAccessToPixelData, 0, all_frames ? 0 : 1);
   if (image.getStatus() != EIS_Normal)
     fail(path, std::string("cannot render the DICOM image (") + DicomImage::getString(image.getStatus()) + ")");
   const int width = static_cast<int>(image.getWidth()), height = static_cast<int>(image.getHeight());
@@ -196,18 +226,37 @@ cv::Mat read_dicom_image(const std::string& path) {
                                                  : image.setMinMaxWindow();
     if (!ok) image.setMinMaxWindow();  // a malformed window in the file
   }
-  const void* pixels = image.getOutputData(8, 0, 0);  // 8 bits, frame 0, interleaved colour
-  if (!pixels) fail(path, "cannot render the DICOM pixel data (corrupt or truncated)");
-  if (image.isMonochrome()) return cv::Mat(height, width, CV_8UC1, const_cast<void*>(pixels)).clone();
-  cv::Mat bgr;
-  cv::cvtColor(cv::Mat(height, width, CV_8UC3, const_cast<void*>(pixels)), bgr, cv::COLOR_RGB2BGR);
-  return bgr;
+  std::vector<cv::Mat> frames;
+  for (unsigned long k = 0; k < image.getFrameCount(); ++k) {
+    const void* pixels = image.getOutputData(8, k, 0);  // 8 bits, frame k, interleaved colour
+    if (!pixels) fail(path, "cannot render the DICOM pixel data of frame " + std::to_string(k + 1) + " (corrupt or truncated)");
+    if (image.isMonochrome()) {
+      frames.push_back(cv::Mat(height, width, CV_8UC1, const_cast<void*>(pixels)).clone());
+    } else {
+      frames.emplace_back();
+      cv::cvtColor(cv::Mat(height, width, CV_8UC3, const_cast<void*>(pixels)), frames.back(), cv::COLOR_RGB2BGR);
+    }
+  }
+  if (frames.empty()) fail(path, "DICOM image without frames");
+  return frames;
+}
+
+}  // namespace
+
+cv::Mat read_dicom_image(const std::string& path) { return render_frames(path, false).front(); }
+
+std::vector<cv::Mat> read_dicom_frames(const std::string& path) { return render_frames(path, true); }
+
+size_t dicom_frame_count(const std::string& path) {
+  DcmFileFormat file;
+  load(file, path, true);
+  return frame_count(file.getDataset(), path);
 }
 
 std::string read_dicom_pixel_bytes(const std::string& path) {
   DcmFileFormat file;
   load(file, path, false);
-  decompress(file, path);
+  decompress(file, path, true);
   DcmElement* element = nullptr;
   if (file.getDataset()->findAndGetElement(DCM_PixelData, element).bad() || !element)
     fail(path, "DICOM file without pixel data (not an image)");

@@ -4,8 +4,8 @@
 // LUT (rescale slope/intercept) and a VOI window: the one given to set_dicom_window, else the
 // file's own first window (Window Center/Width tags), else the full range of its values. Colour
 // images (RGB, YBR) come back as colour. Compressed transfer syntaxes that DCMTK decodes are
-// registered: JPEG baseline, extended and lossless, JPEG-LS, RLE and deflate. JPEG 2000 is not
-// in Debian's DCMTK and gets a one-line error. Multi-frame files give their first frame.
+// registered: JPEG baseline, extended and lossless, JPEG-LS, RLE and deflate; JPEG 2000, which
+// Debian's DCMTK lacks, is decoded with OpenJPEG.
 #pragma once
 #include <string>
 #include <vector>
@@ -35,6 +35,13 @@ bool is_dicom_file(const std::string& path);
 // Throws Error(path, ...) for a file that is missing, not DICOM, has no pixel data or uses a
 // compression that cannot be decoded.
 cv::Mat read_dicom_image(const std::string& path);
+
+// Every frame of a multi-frame file (cine, enhanced CT/MR), as read_dicom_image gives the first;
+// where the file's window is the full range, it spans all frames.
+std::vector<cv::Mat> read_dicom_frames(const std::string& path);
+
+// Number of Frames from the header alone (1 when absent). Throws Error as read_dicom_image.
+size_t dicom_frame_count(const std::string& path);
 
 // The pixel data of all frames, decompressed, as stored (little-endian
 // sample order): for checks against other readers. Throws Error(path, ...) as read_dicom_image.

