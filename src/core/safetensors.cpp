@@ -51,6 +51,15 @@ Parsed parse(const std::string& path) {
   out.bytes = read_file_bytes(path);
   const auto& bytes = out.bytes;
   if (bytes.size() < 8) fail(path, "too short to be a safetensors file (" + std::to_string(bytes.size()) + " bytes)");
+  // The JSON header follows the 8-byte length: anything else is another format altogether.
+  if (bytes.size() == 8 || bytes[8] != '{') {
+    const bool zip = std::memcmp(bytes.data(), "PK\x03\x04", 4) == 0;
+    const bool pickle = static_cast<unsigned char>(bytes[0]) == 0x80 && bytes[1] >= 2 && bytes[1] <= 5;
+    fail(path, std::string("not a safetensors file") +
+                   (zip ? " (a ZIP archive, as PyTorch .pt / TorchScript files are)"
+                    : pickle ? " (a Python pickle, as old PyTorch .pt files are)"
+                             : ""));
+  }
   const uint64_t header_len = read_u64_le(bytes.data());
   if (header_len > bytes.size() - 8)
     fail(path, "truncated safetensors file: header claims " + std::to_string(header_len) +

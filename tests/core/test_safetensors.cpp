@@ -1,6 +1,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "core/file_io.h"
 #include "core/safetensors.h"
 #include "test_support.h"
 
@@ -46,4 +47,26 @@ TEST(Safetensors, GarbageHeaderIsAClearError) {
   test::ScratchDir dir;
   std::ofstream(dir.file("bad.safetensors")) << std::string("\x10\0\0\0\0\0\0\0{not json at all", 24);
   EXPECT_THROW(read_safetensors(dir.file("bad.safetensors")), Error);
+}
+
+TEST(Safetensors, OtherFormatsAreNamedNotCalledTruncated) {
+  // A PyTorch .pt (a ZIP archive) or any other file read where a safetensors file belongs: its
+  // first 8 bytes read as an absurd header length, which is no reason to call it truncated.
+  test::ScratchDir dir;
+  const auto problem = [&](const std::string& bytes) {
+    std::ofstream(dir.file("f"), std::ios::binary) << bytes;
+    try {
+      (void)read_safetensors(dir.file("f"));
+    } catch (const Error& e) {
+      return e.problem();
+    }
+    return std::string("read");
+  };
+  EXPECT_EQ(problem(read_file_text(test::fixture("openai_jit.pt"))),
+            "not a safetensors file (a ZIP archive, as PyTorch .pt / TorchScript files are)");
+  EXPECT_EQ(problem(std::string("\x80\x02}q\0(X\x04\0\0\0", 12)), "not a safetensors file (a Python pickle, as old "
+                                                                   "PyTorch .pt files are)");
+  EXPECT_EQ(problem("garbage\n"), "not a safetensors file");
+  EXPECT_EQ(problem("a text file that is long enough"), "not a safetensors file");
+  EXPECT_EQ(problem(std::string("\x40\0\0\0\0\0\0\0{\"w\":", 13)).rfind("truncated safetensors file", 0), 0u);
 }
