@@ -111,6 +111,27 @@ void restore_optimizer(torch::optim::AdamW& optimizer, model::MedSadClipImpl& mo
   }
 }
 
+// "stem is \"conv_encoder\" in the checkpoint, \"conv_stack\" now; ..." for the first few
+// fields where `recorded` and `now` differ, so that a refused --resume says which option to give.
+std::string json_differences(const nlohmann::json& recorded, const nlohmann::json& now) {
+  std::string text;
+  int listed = 0;
+  const auto patch = nlohmann::json::diff(recorded, now);
+  for (const auto& op : patch) {
+    if (listed == 3) {
+      text += "; ...";
+      break;
+    }
+    const nlohmann::json::json_pointer where(op.at("path").get<std::string>());
+    const std::string was = recorded.contains(where) ? recorded.at(where).dump() : "absent";
+    const std::string is = now.contains(where) ? now.at(where).dump() : "absent";
+    std::string name = where.to_string().substr(1);
+    std::replace(name.begin(), name.end(), '/', '.');
+    text += (listed++ ? "; " : "") + name + " is " + was + " in the checkpoint, " + is + " now";
+  }
+  return text;
+}
+
 std::string format_duration(double seconds) {
   const int s = static_cast<int>(seconds);
   char buf[32];
@@ -226,8 +247,11 @@ TrainSummary train(const TrainOptions& o) {
     if (resumed.backbone_sha256 != backbone_sha) fail(last_path, "--resume: trained on another backbone");
     if (resumed.backbone_config.is_object() && resumed.backbone_config != info.backbone_config)
       fail(last_path, "--resume: the backbone's configuration differs from this run's "
-                      "(--hf-config, --clip-activation or --scratch-* options)");
-    if (resumed.config.to_json() != config.to_json()) fail(last_path, "--resume: the model options differ from this run's");
+                      "(--hf-config, --clip-activation or --scratch-* options): " +
+                          json_differences(resumed.backbone_config, info.backbone_config));
+    if (resumed.config.to_json() != config.to_json())
+      fail(last_path, "--resume: the model options differ from this run's: " +
+                          json_differences(resumed.config.to_json(), config.to_json()));
     const auto tensors = model::read_checkpoint_tensors(last_path);
     model::load_checkpoint_weights(last_path, tensors, *model);
     restore_optimizer(optimizer, *model, tensors);

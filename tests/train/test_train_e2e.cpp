@@ -419,6 +419,14 @@ TEST_F(TrainEndToEnd, TheBackbonesRecordedConfigurationHoldsAtLoading) {
   const auto resumed = test::run_medsad(args + " --resume --epochs 2");
   EXPECT_EQ(resumed.exit_code, 1);
   EXPECT_NE(resumed.err.find("--resume: the backbone's configuration differs"), std::string::npos) << resumed.err;
+  EXPECT_NE(resumed.err.find("activation is \"gelu\" in the checkpoint, \"quick_gelu\" now"), std::string::npos)
+      << resumed.err;  // which option to give again
+  const auto other_model = test::run_medsad(args + " --clip-activation gelu --resume --epochs 2 --prompts fixed");
+  EXPECT_EQ(other_model.exit_code, 1);
+  EXPECT_NE(other_model.err.find("the model options differ from this run's: prompts is \"learned\" in the "
+                                 "checkpoint, \"fixed\" now"),
+            std::string::npos)
+      << other_model.err;
   const auto scratch = test::run_medsad("train --data " + q(data()) + " --object 'brain MRI' --weights none --out " +
                                         q(dir->file("scratch_gelu")) + " --clip-activation gelu");
   EXPECT_EQ(scratch.exit_code, 1);
