@@ -131,7 +131,7 @@ cv::Mat decode_image_file(const std::string& path, const std::string& what) {
 
 torch::Tensor read_image_rgb(const std::string& path) { return image_to_rgb(decode_image_file(path, "image"), path); }
 
-torch::Tensor decode_image_rgb(const std::string& bytes, const std::string& name) {
+std::vector<torch::Tensor> decode_image_frames_rgb(const std::string& bytes, const std::string& name) {
   if (bytes.size() >= 132 && bytes.compare(128, 4, "DICM") == 0) {
     // DCMTK reads files: the bytes go through a private temporary one.
     const auto dir = std::filesystem::temp_directory_path();
@@ -139,16 +139,17 @@ torch::Tensor decode_image_rgb(const std::string& bytes, const std::string& name
     const auto path = (dir / ("medsad_upload_" + std::to_string(::getpid()) + "_" + std::to_string(counter++) + ".dcm")).string();
     write_file_atomic(path, bytes);
     try {
-      auto image = read_image_rgb(path);
+      std::vector<torch::Tensor> frames;
+      for (const auto& frame : data::read_dicom_frames(path)) frames.push_back(image_to_rgb(frame, name));
       std::filesystem::remove(path);
-      return image;
+      return frames;
     } catch (const Error& e) {
       std::filesystem::remove(path);
       fail(name, e.problem());
     }
   }
   if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) fail(name, "is over 2 GB, too large for an image");
-  return image_to_rgb(decode_bytes(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), name, "image"), name);
+  return {image_to_rgb(decode_bytes(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), name, "image"), name)};
 }
 
 std::string encode_png(const cv::Mat& image) {

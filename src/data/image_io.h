@@ -3,6 +3,7 @@
 // 8 bits), told apart by content.
 #pragma once
 #include <string>
+#include <vector>
 
 #include <opencv2/core.hpp>
 #include <torch/torch.h>
@@ -19,8 +20,9 @@ cv::Mat decode_image_file(const std::string& path, const std::string& what);
 // decodable image, or holding NaN/Inf pixels.
 torch::Tensor read_image_rgb(const std::string& path);
 
-// The same from a file's bytes in memory (an upload); `name` stands for the file in errors.
-torch::Tensor decode_image_rgb(const std::string& bytes, const std::string& name);
+// The same from a file's bytes in memory (an upload), one image per frame: every frame of a
+// multi-frame DICOM file, one image for anything else. `name` stands for the file in errors.
+std::vector<torch::Tensor> decode_image_frames_rgb(const std::string& bytes, const std::string& name);
 
 // A decoded image (any depth OpenCV gives, 1-4 channels, BGR order) as read_image_rgb returns it.
 torch::Tensor image_to_rgb(const cv::Mat& image, const std::string& path);

@@ -91,17 +91,21 @@ struct Server::Impl {
     }
   }
 
-  eval::ImageResult score(torch::Tensor image) {
-    auto job = std::make_shared<Job>();
-    job->image = std::move(image);
-    auto future = job->result.get_future();
+  // Queues images (a request's frames, together) for the scoring thread.
+  std::vector<std::future<eval::ImageResult>> submit(const std::vector<torch::Tensor>& images) {
+    std::vector<std::future<eval::ImageResult>> results;
     {
       std::lock_guard<std::mutex> lock(mutex);
       if (stopping) throw RequestError{503, "the server is stopping"};
-      queue.push_back(job);
+      for (const auto& image : images) {
+        auto job = std::make_shared<Job>();
+        job->image = image;
+        results.push_back(job->result.get_future());
+        queue.push_back(std::move(job));
+      }
     }
     wake.notify_one();
-    return future.get();
+    return results;
   }
 
   void predict(const httplib::Request& req, httplib::Response& res) {
@@ -120,24 +124,36 @@ struct Server::Impl {
     }
     if (body.empty()) throw RequestError{400, "empty body: send a PNG, JPEG or DICOM file"};
     check_png_size(body, options.max_pixels);
-    torch::Tensor image;
+    std::vector<torch::Tensor> frames;
     try {
-      image = decode_image_rgb(body, name);
+      frames = decode_image_frames_rgb(body, name);
     } catch (const Error& e) {
       throw RequestError{400, e.what()};
     }
-    const int64_t pixels = image.size(1) * image.size(2);
+    int64_t pixels = 0;  // over every frame: the limit bounds what one request may hold in memory
+    for (const auto& frame : frames) pixels += frame.size(1) * frame.size(2);
     if (pixels > options.max_pixels)
-      throw RequestError{413, "image of " + std::to_string(image.size(2)) + "x" + std::to_string(image.size(1)) +
+      throw RequestError{413, (frames.size() > 1 ? std::to_string(frames.size()) + " frames of " : "image of ") +
+                                  std::to_string(frames[0].size(2)) + "x" + std::to_string(frames[0].size(1)) +
                                   " pixels is over the limit of " + std::to_string(options.max_pixels)};
-    const auto result = score(image);
+    auto pending = submit(frames);
     const auto& calibration = trained.info.calibration;
-    const auto lesion = result.map >= calibration.pixel_threshold;  // [H, W]
-    nlohmann::json out = {{"score", result.score},
-                          {"decision", result.score >= calibration.image_threshold ? "abnormal" : "normal"},
-                          {"threshold", calibration.image_threshold},
-                          {"lesion_fraction", lesion.to(torch::kFloat64).mean().item<double>()}};
-    if (want_mask) out["mask"] = base64(encode_png(eval::to_mat_u8(lesion.to(torch::kFloat32))));
+    const auto answer = [&](const eval::ImageResult& result) {
+      const auto lesion = result.map >= calibration.pixel_threshold;  // [H, W]
+      nlohmann::json out = {{"score", result.score},
+                            {"decision", result.score >= calibration.image_threshold ? "abnormal" : "normal"},
+                            {"threshold", calibration.image_threshold},
+                            {"lesion_fraction", lesion.to(torch::kFloat64).mean().item<double>()}};
+      if (want_mask) out["mask"] = base64(encode_png(eval::to_mat_u8(lesion.to(torch::kFloat32))));
+      return out;
+    };
+    nlohmann::json out;
+    if (frames.size() == 1) {
+      out = answer(pending[0].get());
+    } else {  // a multi-frame DICOM file: one answer per frame
+      out["frames"] = nlohmann::json::array();
+      for (auto& result : pending) out["frames"].push_back(answer(result.get()));
+    }
     ++stats.predictions;
     reply_json(res, 200, out);
   }

