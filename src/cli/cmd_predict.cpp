@@ -221,8 +221,8 @@ void setup_predict_command(CLI::App& app, Action& action) {
       ->required();
   cmd->add_option("--out", o->out,
                   "folder for NAME_mask.png, NAME_overlay.png and NAME_map.png (the anomaly map in [0, 1] as 16-bit "
-                  "grey) (volumes: NAME_slices.csv, NAME_mask.nii.gz; multi-frame DICOM: NAME_frames.csv, NAME_frameK_*.png); "
-                  "NAME is the file's stem, or its path with / as __ where two inputs share a stem");
+                  "grey) (volumes: NAME_slices.csv, NAME_mask.nii.gz; multi-frame DICOM: NAME_frames.csv, "
+                  "NAME_frameK_*.png); NAME is the file's stem, or its path with / as __ where two inputs share a stem");
   cmd->add_option("--axis", o->axis, "volumes: slice along axial (default), coronal or sagittal")
       ->check(CLI::IsMember({"axial", "coronal", "sagittal"}));
   cmd->add_option("--weights", o->weights, "CLIP backbone (default: the one recorded at training)");

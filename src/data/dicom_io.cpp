@@ -69,7 +69,8 @@ std::vector<std::string> jpeg2000_frames(DcmDataset* data, E_TransferSyntax xfer
                                          const std::string& path) {
   DcmElement* element = nullptr;
   DcmPixelSequence* sequence = nullptr;
-  auto* pixel_data = data->findAndGetElement(DCM_PixelData, element).good() ? dynamic_cast<DcmPixelData*>(element) : nullptr;
+  auto* pixel_data =
+      data->findAndGetElement(DCM_PixelData, element).good() ? dynamic_cast<DcmPixelData*>(element) : nullptr;
   if (!pixel_data || pixel_data->getEncapsulatedRepresentation(xfer, nullptr, sequence).bad() || !sequence ||
       sequence->card() < 2)
     fail(path, "JPEG 2000 DICOM file without encapsulated pixel data fragments");
@@ -229,7 +230,8 @@ std::vector<cv::Mat> render_frames(const std::string& path, bool all_frames) {
   std::vector<cv::Mat> frames;
   for (unsigned long k = 0; k < image.getFrameCount(); ++k) {
     const void* pixels = image.getOutputData(8, k, 0);  // 8 bits, frame k, interleaved colour
-    if (!pixels) fail(path, "cannot render the DICOM pixel data of frame " + std::to_string(k + 1) + " (corrupt or truncated)");
+    if (!pixels)
+      fail(path, "cannot render the DICOM pixel data of frame " + std::to_string(k + 1) + " (corrupt or truncated)");
     if (image.isMonochrome()) {
       frames.push_back(cv::Mat(height, width, CV_8UC1, const_cast<void*>(pixels)).clone());
     } else {

@@ -149,7 +149,8 @@ std::vector<torch::Tensor> decode_image_frames_rgb(const std::string& bytes, con
     }
   }
   if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) fail(name, "is over 2 GB, too large for an image");
-  return {image_to_rgb(decode_bytes(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), name, "image"), name)};
+  const auto* data = reinterpret_cast<const unsigned char*>(bytes.data());
+  return {image_to_rgb(decode_bytes(data, bytes.size(), name, "image"), name)};
 }
 
 std::string encode_png(const cv::Mat& image) {

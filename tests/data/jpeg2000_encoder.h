@@ -33,7 +33,8 @@ inline std::string encode_jpeg2000_lossless(const std::vector<int32_t>& samples,
   image->x1 = static_cast<OPJ_UINT32>(width);
   image->y1 = static_cast<OPJ_UINT32>(height);
   for (int c = 0; c < components; ++c)
-    for (size_t i = 0; i < static_cast<size_t>(width) * height; ++i) image->comps[c].data[i] = samples[i * components + c];
+    for (size_t i = 0; i < static_cast<size_t>(width) * height; ++i)
+      image->comps[c].data[i] = samples[i * components + c];
   opj_cparameters_t parameters;
   opj_set_default_encoder_parameters(&parameters);
   parameters.tcp_numlayers = 1;
@@ -65,7 +66,8 @@ inline std::string encode_jpeg2000_lossless(const std::vector<int32_t>& samples,
     static_cast<Sink*>(user)->at = static_cast<size_t>(to);
     return OPJ_TRUE;
   });
-  const bool ok = opj_start_compress(codec, image, stream) && opj_encode(codec, stream) && opj_end_compress(codec, stream);
+  const bool ok =
+      opj_start_compress(codec, image, stream) && opj_encode(codec, stream) && opj_end_compress(codec, stream);
   opj_stream_destroy(stream);
   opj_destroy_codec(codec);
   opj_image_destroy(image);

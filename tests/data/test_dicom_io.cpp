@@ -124,7 +124,8 @@ void write_jpeg2000_dicom(const std::string& path, const std::vector<std::string
   DcmOffsetList offsets;
   for (const auto& frame : frames) {
     std::vector<Uint8> bytes(frame.begin(), frame.end());
-    ASSERT_TRUE(sequence->storeCompressedFrame(offsets, bytes.data(), static_cast<Uint32>(bytes.size()), fragment_kb).good());
+    const auto length = static_cast<Uint32>(bytes.size());
+    ASSERT_TRUE(sequence->storeCompressedFrame(offsets, bytes.data(), length, fragment_kb).good());
   }
   if (offset_table) ASSERT_TRUE(table->createOffsetTable(offsets).good());
   auto* pixel_data = new DcmPixelData(DCM_PixelData);

