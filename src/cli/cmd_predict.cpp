@@ -4,8 +4,9 @@
 // JSON line per slice; with --out, NAME_slices.csv and NAME_mask.nii.gz on the volume's own grid.
 // A multi-frame DICOM file is scored frame by frame: one JSON line per frame; with --out,
 // NAME_frames.csv and each frame's images as NAME_frameK_*.png.
-// A folder is its DICOM series (slices in position order) or, holding no DICOM file, its images
-// and NIfTI volumes in name order. A bad input prints one error line and the run goes on; the
+// A folder is its DICOM series (slices in position order; with --out, also the series' masks as
+// one NIfTI volume on its grid) or, holding no DICOM file, its images and NIfTI volumes in name
+// order. A bad input prints one error line and the run goes on; the
 // exit code is 1 if any failed.
 #include <algorithm>
 #include <cstdio>
@@ -13,6 +14,7 @@
 #include <filesystem>
 #include <future>
 #include <map>
+#include <optional>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -67,7 +69,7 @@ std::string volume_stem(const std::string& path) {
 
 // The files a folder argument stands for: its DICOM series in slice order if it holds a DICOM
 // file, else its images (as the dataset layouts count them) and NIfTI volumes in name order.
-std::vector<std::string> folder_inputs(const std::string& dir) {
+std::vector<std::string> folder_inputs(const std::string& dir, bool* is_series) {
   std::vector<std::string> volumes;
   bool dicom = false;
   std::error_code ec;
@@ -81,6 +83,7 @@ std::vector<std::string> folder_inputs(const std::string& dir) {
     else if (data::is_dicom_file(it->path().string())) dicom = true;
   }
   if (ec) fail(dir, "cannot list the folder: " + ec.message());
+  *is_series = dicom;
   if (dicom) return data::sorted_dicom_series(dir);
   auto files = data::image_files_in(dir);
   files.insert(files.end(), volumes.begin(), volumes.end());
@@ -155,6 +158,74 @@ void predict_volume_file(model::MedSadClipImpl& model, const clip::ImagePreproce
   write_file_atomic((fs::path(out_dir) / (out_name + "_slices.csv")).string(), csv);
   data::write_nifti_mask_like((fs::path(out_dir) / (out_name + "_mask.nii.gz")).string(), mask, volume);
 }
+
+// The slices of a DICOM series folder given to predict, kept to write the series' lesion mask as
+// one NIfTI volume on the series' own grid (NAME_mask.nii.gz, NAME the folder's name), as a
+// NIfTI input gets: a viewer then overlays it on the series.
+class SeriesMasks {
+ public:
+  // Records the series among `files` (a series folder's listing, each series together, in
+  // position order), the inputs from index `first_input` on. A lone file is no series.
+  void add_folder(const std::string& dir, const std::vector<std::string>& files, size_t first_input) {
+    std::vector<Stack> found;
+    for (size_t i = 0; i < files.size(); ++i) {
+      std::optional<data::DicomSliceGeometry> geometry;
+      try {
+        geometry = data::read_dicom_slice_geometry(files[i]);
+      } catch (const Error&) {  // reported when the slice itself is read
+      }
+      const std::string series = geometry ? geometry->series : "";
+      if (found.empty() || found.back().series != series || !geometry != !found.back().why.empty())
+        found.push_back({dir, "", series, first_input + i, {}, {}, geometry ? "" : "no position, orientation or "
+                                                                                    "pixel spacing in its headers"});
+      if (geometry) found.back().slices.push_back(*geometry);
+      found.back().masks.emplace_back();
+    }
+    std::string name = fs::path(dir).lexically_normal().filename().string();
+    if (name.empty() || name == "." || name == "..") name = "series";
+    for (size_t s = 0; s < found.size(); ++s) {
+      if (found[s].masks.size() < 2) continue;
+      found[s].name = found.size() > 1 ? name + "_series" + std::to_string(s + 1) : name;
+      stacks_.push_back(std::move(found[s]));
+    }
+  }
+
+  // Keeps the mask [H, W] of input `input` if it is a slice of a recorded series.
+  void keep(size_t input, const torch::Tensor& mask) {
+    for (auto& stack : stacks_)
+      if (input >= stack.first && input < stack.first + stack.masks.size())
+        stack.masks[input - stack.first] = mask.to(torch::kUInt8);
+  }
+
+  // Writes each series whose every slice was scored; says on stderr why any other has no volume.
+  void write(const std::string& out_dir) const {
+    for (const auto& stack : stacks_) {
+      std::string why = stack.why;
+      std::optional<std::array<double, 16>> affine;
+      if (why.empty()) affine = data::dicom_stack_affine(stack.slices, &why);
+      const bool all_scored =
+          std::all_of(stack.masks.begin(), stack.masks.end(), [](const auto& m) { return m.defined(); });
+      if (affine && !all_scored) why = "not every slice could be scored";
+      if (!why.empty() || !affine) {
+        std::fprintf(stderr, "medsad: note: %s: no %s_mask.nii.gz for this series (%s)\n", stack.dir.c_str(),
+                     stack.name.c_str(), why.c_str());
+        continue;
+      }
+      data::write_nifti_mask_with_affine((fs::path(out_dir) / (stack.name + "_mask.nii.gz")).string(),
+                                         torch::stack(stack.masks), *affine);  // [slices, rows, columns]
+    }
+  }
+
+ private:
+  struct Stack {
+    std::string dir, name, series;
+    size_t first = 0;                               // input index of the first slice
+    std::vector<data::DicomSliceGeometry> slices;
+    std::vector<torch::Tensor> masks;               // uint8 [rows, columns] per slice, once scored
+    std::string why;                                // why no volume can be written, if known already
+  };
+  std::vector<Stack> stacks_;
+};
 
 // NAME_mask.png (the lesion mask at the calibrated threshold), NAME_overlay.png and NAME_map.png
 // (the anomaly map in [0, 1] as 16-bit grey) for one scored image [3, H, W].
@@ -239,6 +310,7 @@ void setup_predict_command(CLI::App& app, Action& action) {
       const auto& calibration = trained.info.calibration;
       int64_t failed = 0, unlisted_folders = 0;
       std::vector<std::string> inputs;  // files, folders expanded
+      SeriesMasks series_masks;
       for (const auto& path : o->images) {
         std::error_code ec;
         if (!fs::is_directory(path, ec)) {
@@ -246,7 +318,10 @@ void setup_predict_command(CLI::App& app, Action& action) {
           continue;
         }
         try {
-          for (auto& file : folder_inputs(path)) inputs.push_back(std::move(file));
+          bool is_series = false;
+          auto files = folder_inputs(path, &is_series);
+          if (is_series && !o->out.empty()) series_masks.add_folder(path, files, inputs.size());
+          for (auto& file : files) inputs.push_back(std::move(file));
         } catch (const Error& e) {
           std::fprintf(stderr, "medsad: error: %s\n", e.what());
           ++failed, ++unlisted_folders;
@@ -254,6 +329,7 @@ void setup_predict_command(CLI::App& app, Action& action) {
       }
       const auto names = output_names(inputs);
       std::vector<std::string> image_paths, image_names;
+      std::vector<size_t> image_inputs;  // each image's index in inputs
       for (size_t i = 0; i < inputs.size(); ++i) {
         try {
           if (is_nifti_path(inputs[i])) {
@@ -264,6 +340,7 @@ void setup_predict_command(CLI::App& app, Action& action) {
           } else {
             image_paths.push_back(inputs[i]);
             image_names.push_back(names[i]);
+            image_inputs.push_back(i);
           }
         } catch (const Error& e) {
           std::fprintf(stderr, "medsad: error: %s\n", e.what());
@@ -309,10 +386,13 @@ void setup_predict_command(CLI::App& app, Action& action) {
                                  {"lesion_fraction", lesion.to(torch::kFloat64).mean().item<double>()}};
           if (!o->out.empty()) line["name"] = image_names[k];
           std::printf("%s\n", line.dump().c_str());
-          if (!o->out.empty()) write_image_outputs(o->out, image_names[k], images[i], results[i].map, lesion);
+          if (o->out.empty()) continue;
+          write_image_outputs(o->out, image_names[k], images[i], results[i].map, lesion);
+          series_masks.keep(image_inputs[k], lesion);
         }
         std::fflush(stdout);
       }
+      if (!o->out.empty()) series_masks.write(o->out);
       if (failed)
         fail("", std::to_string(failed) + " of " +
                      std::to_string(static_cast<int64_t>(inputs.size()) + unlisted_folders) + " inputs could not be read");

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -269,6 +270,64 @@ std::string read_dicom_pixel_bytes(const std::string& path) {
     bytes = reinterpret_cast<Uint8*>(words);
   }
   return std::string(reinterpret_cast<const char*>(bytes), element->getLength());
+}
+
+std::optional<DicomSliceGeometry> read_dicom_slice_geometry(const std::string& path) {
+  DcmFileFormat file;
+  load(file, path, true);
+  DcmDataset* data = file.getDataset();
+  DicomSliceGeometry g;
+  Uint16 rows = 0, columns = 0;
+  if (data->findAndGetUint16(DCM_Rows, rows).bad() || data->findAndGetUint16(DCM_Columns, columns).bad())
+    return std::nullopt;
+  g.rows = rows;
+  g.columns = columns;
+  for (unsigned long i = 0; i < 3; ++i)
+    if (data->findAndGetFloat64(DCM_ImagePositionPatient, g.position[i], i).bad()) return std::nullopt;
+  for (unsigned long i = 0; i < 6; ++i)
+    if (data->findAndGetFloat64(DCM_ImageOrientationPatient, g.orientation[i], i).bad()) return std::nullopt;
+  for (unsigned long i = 0; i < 2; ++i)
+    if (data->findAndGetFloat64(DCM_PixelSpacing, g.spacing[i], i).bad() || !(g.spacing[i] > 0)) return std::nullopt;
+  OFString series;
+  if (data->findAndGetOFString(DCM_SeriesInstanceUID, series).good()) g.series = series.c_str();
+  return g;
+}
+
+std::optional<std::array<double, 16>> dicom_stack_affine(const std::vector<DicomSliceGeometry>& slices,
+                                                         std::string* why) {
+  const auto refuse = [why](const std::string& reason) {
+    if (why) *why = reason;
+    return std::nullopt;
+  };
+  if (slices.size() < 2) return refuse("fewer than two slices");
+  const auto& first = slices.front();
+  for (const auto& s : slices) {
+    if (s.rows != first.rows || s.columns != first.columns) return refuse("slices of different sizes");
+    for (size_t i = 0; i < 6; ++i)
+      if (std::abs(s.orientation[i] - first.orientation[i]) > 1e-4) return refuse("slices of different orientations");
+    if (std::abs(s.spacing[0] - first.spacing[0]) > 1e-4 || std::abs(s.spacing[1] - first.spacing[1]) > 1e-4)
+      return refuse("slices of different pixel spacings");
+  }
+  const size_t n = slices.size();
+  std::array<double, 3> step{};  // from one slice's first pixel to the next's
+  for (size_t a = 0; a < 3; ++a) step[a] = (slices.back().position[a] - first.position[a]) / static_cast<double>(n - 1);
+  const double step_length = std::sqrt(step[0] * step[0] + step[1] * step[1] + step[2] * step[2]);
+  if (step_length < 1e-6) return refuse("slices at one position");
+  for (size_t k = 0; k < n; ++k)
+    for (size_t a = 0; a < 3; ++a)
+      if (std::abs(slices[k].position[a] - (first.position[a] + static_cast<double>(k) * step[a])) > 0.1 * step_length)
+        return refuse("slices not evenly spaced along a line");
+  const auto& o = first.orientation;  // o[0..2]: along a row (column index grows); o[3..5]: down a column
+  std::array<double, 16> m{};
+  for (size_t a = 0; a < 3; ++a) {
+    const double sign = a < 2 ? -1.0 : 1.0;  // LPS to RAS
+    m[a * 4 + 0] = sign * o[a] * first.spacing[1];
+    m[a * 4 + 1] = sign * o[3 + a] * first.spacing[0];
+    m[a * 4 + 2] = sign * step[a];
+    m[a * 4 + 3] = sign * first.position[a];
+  }
+  m[15] = 1.0;
+  return m;
 }
 
 std::vector<std::string> sorted_dicom_series(const std::string& dir) {

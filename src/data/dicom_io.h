@@ -7,6 +7,8 @@
 // registered: JPEG baseline, extended and lossless, JPEG-LS, RLE and deflate; JPEG 2000, which
 // Debian's DCMTK lacks, is decoded with OpenJPEG.
 #pragma once
+#include <array>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -46,6 +48,28 @@ size_t dicom_frame_count(const std::string& path);
 // The pixel data of all frames, decompressed, as stored (little-endian
 // sample order): for checks against other readers. Throws Error(path, ...) as read_dicom_image.
 std::string read_dicom_pixel_bytes(const std::string& path);
+
+// Where a slice lies in the patient (DICOM's LPS frame, mm), from its header alone.
+struct DicomSliceGeometry {
+  int rows = 0, columns = 0;
+  std::array<double, 3> position{};       // Image Position (Patient): centre of the first pixel
+  std::array<double, 6> orientation{};    // Image Orientation (Patient): row direction, column direction
+  std::array<double, 2> spacing{};        // Pixel Spacing: between rows, between columns
+  std::string series;                     // Series Instance UID
+};
+
+// The geometry of a DICOM file, or nothing when its header lacks position, orientation or
+// pixel spacing (secondary captures, most ultrasound). Throws Error as read_dicom_image.
+std::optional<DicomSliceGeometry> read_dicom_slice_geometry(const std::string& path);
+
+// The voxel-to-RAS matrix (row-major 4x4, mm) of `slices` stacked in order: voxel (i, j, k) is
+// column i, row j of slice k, at position_0 + i * column spacing * row direction + j * row spacing
+// * column direction + k * (position_last - position_0) / (n - 1), with x and y negated (LPS to
+// RAS). Nothing, with the reason in *why, unless they are two or more slices of one size and
+// orientation, evenly spaced along a line (to a tenth of the spacing: positions are often
+// rounded to 0.1 mm).
+std::optional<std::array<double, 16>> dicom_stack_affine(const std::vector<DicomSliceGeometry>& slices,
+                                                         std::string* why);
 
 // The DICOM files of a series folder (hidden files and non-DICOM files skipped), in slice order:
 // by Image Position (Patient) along the slice normal from Image Orientation (Patient), else by

@@ -218,27 +218,51 @@ torch::Tensor read_nifti_mask(const std::string& mask_path, const Volume& volume
   return mask.voxels > 0;
 }
 
-void write_nifti_volume(const std::string& path, const Volume& volume) {
-  TORCH_CHECK(volume.voxels.dim() == 3, "write_nifti_volume expects [S, A, R], got ", volume.voxels.sizes());
-  const auto voxels = volume.voxels.to(torch::kFloat32).contiguous();  // [S, A, R] = file order [nk, nj, ni]
+namespace {
+
+// Writes `voxels` ([nk, nj, ni], i fastest; float32 or uint8 as stored) with `affine` (voxel
+// index to RAS mm, row-major 4x4) as the sform and, as near as a rotation allows, the qform.
+void write_with_affine(const std::string& path, const torch::Tensor& voxels, const std::array<double, 16>& affine,
+                       const char* description) {
   const int dims[8] = {3, static_cast<int>(voxels.size(2)), static_cast<int>(voxels.size(1)),
                        static_cast<int>(voxels.size(0)), 1, 1, 1, 1};
-  NiftiImage image(nifti_make_new_nim(dims, DT_FLOAT32, 0), nifti_image_free);
+  const bool bytes = voxels.scalar_type() == torch::kUInt8;
+  NiftiImage image(nifti_make_new_nim(dims, bytes ? DT_UINT8 : DT_FLOAT32, 0), nifti_image_free);
   if (!image) fail(path, "cannot create a NIfTI header");
-  image->dx = image->pixdim[1] = static_cast<float>(volume.spacing_mm[2]);
-  image->dy = image->pixdim[2] = static_cast<float>(volume.spacing_mm[1]);
-  image->dz = image->pixdim[3] = static_cast<float>(volume.spacing_mm[0]);
+  for (int r = 0; r < 4; ++r)
+    for (int c = 0; c < 4; ++c) image->sto_xyz.m[r][c] = static_cast<float>(affine[static_cast<size_t>(r * 4 + c)]);
+  // The qform holds a rotation, voxel sizes and an offset; niftilib derives them from the sform.
+  nifti_mat44_to_quatern(image->sto_xyz, &image->quatern_b, &image->quatern_c, &image->quatern_d, &image->qoffset_x,
+                         &image->qoffset_y, &image->qoffset_z, &image->dx, &image->dy, &image->dz, &image->qfac);
+  image->pixdim[0] = image->qfac;
+  image->pixdim[1] = image->dx;
+  image->pixdim[2] = image->dy;
+  image->pixdim[3] = image->dz;
   image->qform_code = image->sform_code = NIFTI_XFORM_SCANNER_ANAT;
-  image->quatern_b = image->quatern_c = image->quatern_d = 0.0f;  // identity rotation: RAS
-  image->qoffset_x = image->qoffset_y = image->qoffset_z = 0.0f;
-  image->qfac = 1.0f;
-  std::memset(&image->sto_xyz, 0, sizeof image->sto_xyz);
-  image->sto_xyz.m[0][0] = image->dx;
-  image->sto_xyz.m[1][1] = image->dy;
-  image->sto_xyz.m[2][2] = image->dz;
-  image->sto_xyz.m[3][3] = 1.0f;
+  if (bytes) image->cal_max = 1.0f;
+  std::strncpy(image->descrip, description, sizeof image->descrip - 1);
+  const auto contiguous = voxels.contiguous();
+  write_single_file(path, nifti_convert_nim2nhdr(image.get()), contiguous.data_ptr(),
+                    static_cast<size_t>(contiguous.numel()) * contiguous.element_size());
+}
 
-  write_single_file(path, nifti_convert_nim2nhdr(image.get()), voxels.data_ptr(), voxels.numel() * sizeof(float));
+}  // namespace
+
+void write_nifti_volume(const std::string& path, const Volume& volume) {
+  TORCH_CHECK(volume.voxels.dim() == 3, "write_nifti_volume expects [S, A, R], got ", volume.voxels.sizes());
+  // [S, A, R] is the file order [nk, nj, ni] of an RAS grid with its origin at voxel 0.
+  std::array<double, 16> affine{};
+  affine[0] = volume.spacing_mm[2];
+  affine[5] = volume.spacing_mm[1];
+  affine[10] = volume.spacing_mm[0];
+  affine[15] = 1.0;
+  write_with_affine(path, volume.voxels.to(torch::kFloat32), affine, "");
+}
+
+void write_nifti_mask_with_affine(const std::string& path, const torch::Tensor& mask,
+                                  const std::array<double, 16>& affine) {
+  TORCH_CHECK(mask.dim() == 3, "write_nifti_mask_with_affine expects [nk, nj, ni], got ", mask.sizes());
+  write_with_affine(path, mask.to(torch::kUInt8), affine, "medsad lesion mask");
 }
 
 void write_nifti_mask_like(const std::string& path, const torch::Tensor& mask, const Volume& source) {

