@@ -6,25 +6,21 @@
 // NAME_frames.csv and each frame's images as NAME_frameK_*.png.
 // A folder is its DICOM series (slices in position order; with --out, also the series' masks as
 // one NIfTI volume on its grid) or, holding no DICOM file, its images and NIfTI volumes in name
-// order. A bad input prints one error line and the run goes on; the
-// exit code is 1 if any failed.
+// order. A bad input prints one error line and the run goes on; the exit code is 1 if any
+// failed.
 #include <algorithm>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
 #include <future>
-#include <map>
-#include <optional>
-#include <set>
 
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/predict_inputs.h"
+#include "cli/series_masks.h"
 #include "core/error.h"
 #include "core/runtime.h"
 #include "core/file_io.h"
-#include "core/text.h"
-#include "data/dataset.h"
 #include "data/dicom_io.h"
 #include "data/image_io.h"
 #include "data/nifti_volume.h"
@@ -37,95 +33,6 @@ namespace medsad::cli {
 namespace fs = std::filesystem;
 
 namespace {
-
-// A NIfTI-1 volume's extension, any case: .nii or .nii.gz, or either half of a .hdr/.img pair
-// (gzipped or not); "" for any other file.
-std::string volume_extension(const std::string& path) {
-  const std::string name = ascii_lower(fs::path(path).filename().string());
-  for (const char* ext : {".nii.gz", ".nii", ".hdr.gz", ".hdr", ".img.gz", ".img"})
-    if (ends_with(name, ext) && name.size() > std::strlen(ext)) return ext;
-  return "";
-}
-
-bool is_nifti_path(const std::string& path) { return !volume_extension(path).empty(); }
-
-// A DICOM file of several frames; false for anything else, unreadable files included (the image
-// reader reports those).
-bool is_multiframe_dicom(const std::string& path) {
-  std::error_code ec;
-  if (!fs::is_regular_file(path, ec) || !data::is_dicom_file(path)) return false;
-  try {
-    return data::dicom_frame_count(path) > 1;
-  } catch (const Error&) {
-    return false;
-  }
-}
-
-// The file name without its volume extension.
-std::string volume_stem(const std::string& path) {
-  const std::string name = fs::path(path).filename().string();
-  return name.substr(0, name.size() - volume_extension(path).size());
-}
-
-// The files a folder argument stands for: its DICOM series in slice order if it holds a DICOM
-// file, else its images (as the dataset layouts count them) and NIfTI volumes in name order.
-std::vector<std::string> folder_inputs(const std::string& dir, bool* is_series) {
-  std::vector<std::string> volumes;
-  bool dicom = false;
-  std::error_code ec;
-  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    std::error_code type_ec;
-    if (name.empty() || name[0] == '.' || !it->is_regular_file(type_ec)) continue;
-    const std::string ext = volume_extension(name);
-    if (ext == ".img" || ext == ".img.gz") continue;  // the pair's .hdr stands for it
-    if (!ext.empty()) volumes.push_back(it->path().string());
-    else if (data::is_dicom_file(it->path().string())) dicom = true;
-  }
-  if (ec) fail(dir, "cannot list the folder: " + ec.message());
-  *is_series = dicom;
-  if (dicom) return data::sorted_dicom_series(dir);
-  auto files = data::image_files_in(dir);
-  files.insert(files.end(), volumes.begin(), volumes.end());
-  std::sort(files.begin(), files.end());
-  if (files.empty()) fail(dir, "no DICOM series, image or NIfTI volume in this folder");
-  return files;
-}
-
-// The NAME of each input's files under --out: its file name without the extension (.nii.gz
-// whole), or, where inputs share one, the path as given with "/" written "__" and the
-// extension's "." as "_" (scans/a/x.png -> scans__a__x_png), so that no input's files
-// overwrite another's. Inputs still alike after that (the same file twice) get _2, _3...
-std::vector<std::string> output_names(const std::vector<std::string>& paths) {
-  std::vector<std::string> stems, names;
-  std::map<std::string, int> stem_count;
-  for (const auto& path : paths) {
-    stems.push_back(is_nifti_path(path) ? volume_stem(path) : fs::path(path).stem().string());
-    ++stem_count[stems.back()];
-  }
-  for (size_t i = 0; i < paths.size(); ++i) {
-    if (stem_count[stems[i]] == 1) {
-      names.push_back(stems[i]);
-      continue;
-    }
-    std::string name;
-    for (const auto& part : fs::path(paths[i]).relative_path()) {
-      const std::string text = part.string();
-      if (text.empty() || text == "." || text == "..") continue;
-      name += (name.empty() ? "" : "__") + text;
-    }
-    for (char& c : name)
-      if (c == '.') c = '_';
-    names.push_back(name);
-  }
-  std::set<std::string> taken;
-  for (auto& name : names) {
-    const std::string base = name;
-    for (int n = 2; taken.count(name); ++n) name = base + "_" + std::to_string(n);
-    taken.insert(name);
-  }
-  return names;
-}
 
 void predict_volume_file(model::MedSadClipImpl& model, const clip::ImagePreprocess& preprocess,
                          const model::Calibration& calibration, const std::string& path, eval::SliceAxis axis,
@@ -158,74 +65,6 @@ void predict_volume_file(model::MedSadClipImpl& model, const clip::ImagePreproce
   write_file_atomic((fs::path(out_dir) / (out_name + "_slices.csv")).string(), csv);
   data::write_nifti_mask_like((fs::path(out_dir) / (out_name + "_mask.nii.gz")).string(), mask, volume);
 }
-
-// The slices of a DICOM series folder given to predict, kept to write the series' lesion mask as
-// one NIfTI volume on the series' own grid (NAME_mask.nii.gz, NAME the folder's name), as a
-// NIfTI input gets: a viewer then overlays it on the series.
-class SeriesMasks {
- public:
-  // Records the series among `files` (a series folder's listing, each series together, in
-  // position order), the inputs from index `first_input` on. A lone file is no series.
-  void add_folder(const std::string& dir, const std::vector<std::string>& files, size_t first_input) {
-    std::vector<Stack> found;
-    for (size_t i = 0; i < files.size(); ++i) {
-      std::optional<data::DicomSliceGeometry> geometry;
-      try {
-        geometry = data::read_dicom_slice_geometry(files[i]);
-      } catch (const Error&) {  // reported when the slice itself is read
-      }
-      const std::string series = geometry ? geometry->series : "";
-      if (found.empty() || found.back().series != series || !geometry != !found.back().why.empty())
-        found.push_back({dir, "", series, first_input + i, {}, {}, geometry ? "" : "no position, orientation or "
-                                                                                    "pixel spacing in its headers"});
-      if (geometry) found.back().slices.push_back(*geometry);
-      found.back().masks.emplace_back();
-    }
-    std::string name = fs::path(dir).lexically_normal().filename().string();
-    if (name.empty() || name == "." || name == "..") name = "series";
-    for (size_t s = 0; s < found.size(); ++s) {
-      if (found[s].masks.size() < 2) continue;
-      found[s].name = found.size() > 1 ? name + "_series" + std::to_string(s + 1) : name;
-      stacks_.push_back(std::move(found[s]));
-    }
-  }
-
-  // Keeps the mask [H, W] of input `input` if it is a slice of a recorded series.
-  void keep(size_t input, const torch::Tensor& mask) {
-    for (auto& stack : stacks_)
-      if (input >= stack.first && input < stack.first + stack.masks.size())
-        stack.masks[input - stack.first] = mask.to(torch::kUInt8);
-  }
-
-  // Writes each series whose every slice was scored; says on stderr why any other has no volume.
-  void write(const std::string& out_dir) const {
-    for (const auto& stack : stacks_) {
-      std::string why = stack.why;
-      std::optional<std::array<double, 16>> affine;
-      if (why.empty()) affine = data::dicom_stack_affine(stack.slices, &why);
-      const bool all_scored =
-          std::all_of(stack.masks.begin(), stack.masks.end(), [](const auto& m) { return m.defined(); });
-      if (affine && !all_scored) why = "not every slice could be scored";
-      if (!why.empty() || !affine) {
-        std::fprintf(stderr, "medsad: note: %s: no %s_mask.nii.gz for this series (%s)\n", stack.dir.c_str(),
-                     stack.name.c_str(), why.c_str());
-        continue;
-      }
-      data::write_nifti_mask_with_affine((fs::path(out_dir) / (stack.name + "_mask.nii.gz")).string(),
-                                         torch::stack(stack.masks), *affine);  // [slices, rows, columns]
-    }
-  }
-
- private:
-  struct Stack {
-    std::string dir, name, series;
-    size_t first = 0;                               // input index of the first slice
-    std::vector<data::DicomSliceGeometry> slices;
-    std::vector<torch::Tensor> masks;               // uint8 [rows, columns] per slice, once scored
-    std::string why;                                // why no volume can be written, if known already
-  };
-  std::vector<Stack> stacks_;
-};
 
 // NAME_mask.png (the lesion mask at the calibrated threshold), NAME_overlay.png and NAME_map.png
 // (the anomaly map in [0, 1] as 16-bit grey) for one scored image [3, H, W].

@@ -1,0 +1,101 @@
+#include "cli/predict_inputs.h"
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <set>
+
+#include "core/error.h"
+#include "core/text.h"
+#include "data/dataset.h"
+#include "data/dicom_io.h"
+
+namespace medsad::cli {
+namespace fs = std::filesystem;
+namespace {
+
+// A NIfTI-1 volume's extension, any case: .nii or .nii.gz, or either half of a .hdr/.img pair
+// (gzipped or not); "" for any other file.
+std::string volume_extension(const std::string& path) {
+  const std::string name = ascii_lower(fs::path(path).filename().string());
+  for (const char* ext : {".nii.gz", ".nii", ".hdr.gz", ".hdr", ".img.gz", ".img"})
+    if (ends_with(name, ext) && name.size() > std::strlen(ext)) return ext;
+  return "";
+}
+
+// The file name without its volume extension.
+std::string volume_stem(const std::string& path) {
+  const std::string name = fs::path(path).filename().string();
+  return name.substr(0, name.size() - volume_extension(path).size());
+}
+
+}  // namespace
+
+bool is_nifti_path(const std::string& path) { return !volume_extension(path).empty(); }
+
+bool is_multiframe_dicom(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec) || !data::is_dicom_file(path)) return false;
+  try {
+    return data::dicom_frame_count(path) > 1;
+  } catch (const Error&) {
+    return false;
+  }
+}
+
+std::vector<std::string> folder_inputs(const std::string& dir, bool* is_series) {
+  std::vector<std::string> volumes;
+  bool dicom = false;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    std::error_code type_ec;
+    if (name.empty() || name[0] == '.' || !it->is_regular_file(type_ec)) continue;
+    const std::string ext = volume_extension(name);
+    if (ext == ".img" || ext == ".img.gz") continue;  // the pair's .hdr stands for it
+    if (!ext.empty()) volumes.push_back(it->path().string());
+    else if (data::is_dicom_file(it->path().string())) dicom = true;
+  }
+  if (ec) fail(dir, "cannot list the folder: " + ec.message());
+  *is_series = dicom;
+  if (dicom) return data::sorted_dicom_series(dir);
+  auto files = data::image_files_in(dir);
+  files.insert(files.end(), volumes.begin(), volumes.end());
+  std::sort(files.begin(), files.end());
+  if (files.empty()) fail(dir, "no DICOM series, image or NIfTI volume in this folder");
+  return files;
+}
+
+std::vector<std::string> output_names(const std::vector<std::string>& paths) {
+  std::vector<std::string> stems, names;
+  std::map<std::string, int> stem_count;
+  for (const auto& path : paths) {
+    stems.push_back(is_nifti_path(path) ? volume_stem(path) : fs::path(path).stem().string());
+    ++stem_count[stems.back()];
+  }
+  for (size_t i = 0; i < paths.size(); ++i) {
+    if (stem_count[stems[i]] == 1) {
+      names.push_back(stems[i]);
+      continue;
+    }
+    std::string name;
+    for (const auto& part : fs::path(paths[i]).relative_path()) {
+      const std::string text = part.string();
+      if (text.empty() || text == "." || text == "..") continue;
+      name += (name.empty() ? "" : "__") + text;
+    }
+    for (char& c : name)
+      if (c == '.') c = '_';
+    names.push_back(name);
+  }
+  std::set<std::string> taken;
+  for (auto& name : names) {
+    const std::string base = name;
+    for (int n = 2; taken.count(name); ++n) name = base + "_" + std::to_string(n);
+    taken.insert(name);
+  }
+  return names;
+}
+
+}  // namespace medsad::cli

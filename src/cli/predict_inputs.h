@@ -1,0 +1,27 @@
+// What `medsad predict`'s arguments stand for: which are NIfTI volumes or multi-frame DICOM
+// files, what a folder holds, and the name each input's output files get.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace medsad::cli {
+
+// A NIfTI-1 volume by its name: .nii, .nii.gz, or either half of a .hdr/.img pair (any case).
+bool is_nifti_path(const std::string& path);
+
+// A DICOM file of several frames; false for anything else, unreadable files included (the image
+// reader reports those).
+bool is_multiframe_dicom(const std::string& path);
+
+// The files a folder argument stands for: its DICOM series in slice order if it holds a DICOM
+// file (*is_series true), else its images (as the dataset layouts count them) and NIfTI volumes
+// in name order. Throws Error(dir, ...) for a folder that cannot be listed or holds none of them.
+std::vector<std::string> folder_inputs(const std::string& dir, bool* is_series);
+
+// The NAME of each input's files under --out: its file name without the extension (.nii.gz
+// whole), or, where inputs share one, the path as given with "/" written "__" and the
+// extension's "." as "_" (scans/a/x.png -> scans__a__x_png), so that no input's files
+// overwrite another's. Inputs still alike after that (the same file twice) get _2, _3...
+std::vector<std::string> output_names(const std::vector<std::string>& paths);
+
+}  // namespace medsad::cli
