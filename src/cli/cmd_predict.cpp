@@ -16,15 +16,15 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
-#include "cli/predict_inputs.h"
-#include "cli/series_masks.h"
 #include "core/error.h"
 #include "core/runtime.h"
 #include "core/file_io.h"
 #include "data/dicom_io.h"
 #include "data/image_io.h"
 #include "data/nifti_volume.h"
+#include "data/predict_inputs.h"
 #include "eval/evaluate.h"
+#include "eval/series_masks.h"
 #include "eval/visualize.h"
 #include "eval/volume_predict.h"
 #include "model/checkpoint.h"
@@ -149,7 +149,7 @@ void setup_predict_command(CLI::App& app, Action& action) {
       const auto& calibration = trained.info.calibration;
       int64_t failed = 0, unlisted_folders = 0;
       std::vector<std::string> inputs;  // files, folders expanded
-      SeriesMasks series_masks;
+      eval::SeriesMasks series_masks;
       for (const auto& path : o->images) {
         std::error_code ec;
         if (!fs::is_directory(path, ec)) {
@@ -158,7 +158,7 @@ void setup_predict_command(CLI::App& app, Action& action) {
         }
         try {
           bool is_series = false;
-          auto files = folder_inputs(path, &is_series);
+          auto files = data::folder_inputs(path, &is_series);
           if (is_series && !o->out.empty()) series_masks.add_folder(path, files, inputs.size());
           for (auto& file : files) inputs.push_back(std::move(file));
         } catch (const Error& e) {
@@ -166,15 +166,15 @@ void setup_predict_command(CLI::App& app, Action& action) {
           ++failed, ++unlisted_folders;
         }
       }
-      const auto names = output_names(inputs);
+      const auto names = data::output_names(inputs);
       std::vector<std::string> image_paths, image_names;
       std::vector<size_t> image_inputs;  // each image's index in inputs
       for (size_t i = 0; i < inputs.size(); ++i) {
         try {
-          if (is_nifti_path(inputs[i])) {
+          if (data::is_nifti_path(inputs[i])) {
             predict_volume_file(*trained.model, trained.preprocess, calibration, inputs[i],
                                 eval::parse_slice_axis(o->axis), o->batch, o->out, names[i]);
-          } else if (is_multiframe_dicom(inputs[i])) {
+          } else if (data::is_multiframe_dicom(inputs[i])) {
             predict_frames_file(*trained.model, trained.preprocess, calibration, inputs[i], o->batch, o->out, names[i]);
           } else {
             image_paths.push_back(inputs[i]);

@@ -1,10 +1,10 @@
-// What `medsad predict`'s arguments stand for: which are NIfTI volumes or multi-frame DICOM
+// What the arguments of `medsad predict` stand for: which are NIfTI volumes or multi-frame DICOM
 // files, what a folder holds, and the name each input's output files get.
 #pragma once
 #include <string>
 #include <vector>
 
-namespace medsad::cli {
+namespace medsad::data {
 
 // A NIfTI-1 volume by its name: .nii, .nii.gz, or either half of a .hdr/.img pair (any case).
 bool is_nifti_path(const std::string& path);
@@ -24,4 +24,4 @@ std::vector<std::string> folder_inputs(const std::string& dir, bool* is_series);
 // overwrite another's. Inputs still alike after that (the same file twice) get _2, _3...
 std::vector<std::string> output_names(const std::vector<std::string>& paths);
 
-}  // namespace medsad::cli
+}  // namespace medsad::data

@@ -1,4 +1,4 @@
-#include "cli/series_masks.h"
+#include "eval/series_masks.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -8,7 +8,7 @@
 #include "core/error.h"
 #include "data/nifti_volume.h"
 
-namespace medsad::cli {
+namespace medsad::eval {
 namespace fs = std::filesystem;
 
 void SeriesMasks::add_folder(const std::string& dir, const std::vector<std::string>& files, size_t first_input) {
@@ -60,4 +60,4 @@ void SeriesMasks::write(const std::string& out_dir) const {
   }
 }
 
-}  // namespace medsad::cli
+}  // namespace medsad::eval

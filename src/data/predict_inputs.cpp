@@ -1,4 +1,4 @@
-#include "cli/predict_inputs.h"
+#include "data/predict_inputs.h"
 
 #include <algorithm>
 #include <cstring>
@@ -11,7 +11,7 @@
 #include "data/dataset.h"
 #include "data/dicom_io.h"
 
-namespace medsad::cli {
+namespace medsad::data {
 namespace fs = std::filesystem;
 namespace {
 
@@ -36,9 +36,9 @@ bool is_nifti_path(const std::string& path) { return !volume_extension(path).emp
 
 bool is_multiframe_dicom(const std::string& path) {
   std::error_code ec;
-  if (!fs::is_regular_file(path, ec) || !data::is_dicom_file(path)) return false;
+  if (!fs::is_regular_file(path, ec) || !is_dicom_file(path)) return false;
   try {
-    return data::dicom_frame_count(path) > 1;
+    return dicom_frame_count(path) > 1;
   } catch (const Error&) {
     return false;
   }
@@ -55,12 +55,12 @@ std::vector<std::string> folder_inputs(const std::string& dir, bool* is_series) 
     const std::string ext = volume_extension(name);
     if (ext == ".img" || ext == ".img.gz") continue;  // the pair's .hdr stands for it
     if (!ext.empty()) volumes.push_back(it->path().string());
-    else if (data::is_dicom_file(it->path().string())) dicom = true;
+    else if (is_dicom_file(it->path().string())) dicom = true;
   }
   if (ec) fail(dir, "cannot list the folder: " + ec.message());
   *is_series = dicom;
-  if (dicom) return data::sorted_dicom_series(dir);
-  auto files = data::image_files_in(dir);
+  if (dicom) return sorted_dicom_series(dir);
+  auto files = image_files_in(dir);
   files.insert(files.end(), volumes.begin(), volumes.end());
   std::sort(files.begin(), files.end());
   if (files.empty()) fail(dir, "no DICOM series, image or NIfTI volume in this folder");
@@ -98,4 +98,4 @@ std::vector<std::string> output_names(const std::vector<std::string>& paths) {
   return names;
 }
 
-}  // namespace medsad::cli
+}  // namespace medsad::data

@@ -8,7 +8,7 @@
 
 #include "data/dicom_io.h"
 
-namespace medsad::cli {
+namespace medsad::eval {
 
 // The slices of a DICOM series folder given to predict, kept to write the series' lesion mask as
 // one NIfTI volume on the series' own grid (NAME_mask.nii.gz, NAME the folder's name), as a
@@ -36,4 +36,4 @@ class SeriesMasks {
   std::vector<Stack> stacks_;
 };
 
-}  // namespace medsad::cli
+}  // namespace medsad::eval

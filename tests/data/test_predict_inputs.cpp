@@ -1,0 +1,37 @@
+#include <filesystem>
+#include <fstream>
+
+#include "data/predict_inputs.h"
+#include "core/error.h"
+#include "test_support.h"
+
+using namespace medsad;
+using namespace medsad::data;
+
+TEST(PredictInputs, OutputNamesAreStemsUnlessTwoInputsShareOne) {
+  const std::vector<std::string> paths = {"scans/a/x.png", "scans/b/x.png", "head.nii.gz", "pair.HDR",
+                                          "y.dcm",         "y.dcm",         "./z.png"};
+  const std::vector<std::string> expected = {"scans__a__x_png", "scans__b__x_png", "head", "pair",
+                                             "y_dcm",           "y_dcm_2",         "z"};
+  EXPECT_EQ(output_names(paths), expected);
+}
+
+TEST(PredictInputs, VolumesAreKnownByTheirNames) {
+  for (const char* name : {"a.nii", "a.NII.GZ", "a.hdr", "a.img.gz"}) EXPECT_TRUE(is_nifti_path(name)) << name;
+  for (const char* name : {"a.png", ".nii", "nii", "a.nii.bak"}) EXPECT_FALSE(is_nifti_path(name)) << name;
+}
+
+TEST(PredictInputs, AFolderOfImagesAndVolumesIsListedInNameOrder) {
+  test::ScratchDir dir;
+  for (const char* name : {"b.png", "a.png", "a_mask.png", "v.nii.gz", "pair.hdr", "pair.img", ".hidden.png"})
+    std::ofstream(dir.file(name)) << "x";
+  std::filesystem::create_directories(dir.file("sub"));
+  bool is_series = true;
+  const auto files = folder_inputs(dir.path().string(), &is_series);
+  EXPECT_FALSE(is_series);
+  const std::vector<std::string> expected = {dir.file("a.png"), dir.file("b.png"), dir.file("pair.hdr"),
+                                             dir.file("v.nii.gz")};
+  EXPECT_EQ(files, expected);
+  test::ScratchDir empty;
+  EXPECT_THROW((void)folder_inputs(empty.path().string(), &is_series), Error);
+}
