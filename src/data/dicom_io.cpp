@@ -58,6 +58,15 @@ void load(DcmFileFormat& file, const std::string& path, bool header_only) {
   if (status.bad()) fail(path, std::string("not a readable DICOM file (") + status.text() + ")");
 }
 
+// All N values of a multi-valued decimal tag (a position, an orientation, a spacing); false if
+// any is missing.
+template <size_t N>
+bool read_numbers(DcmDataset* data, const DcmTagKey& tag, std::array<double, N>& out) {
+  for (unsigned long i = 0; i < N; ++i)
+    if (data->findAndGetFloat64(tag, out[i], i).bad()) return false;
+  return true;
+}
+
 bool is_jpeg2000(E_TransferSyntax xfer) {
   return xfer == EXS_JPEG2000LosslessOnly || xfer == EXS_JPEG2000 || xfer == EXS_JPEG2000MulticomponentLosslessOnly ||
          xfer == EXS_JPEG2000Multicomponent;
@@ -282,12 +291,10 @@ std::optional<DicomSliceGeometry> read_dicom_slice_geometry(const std::string& p
     return std::nullopt;
   g.rows = rows;
   g.columns = columns;
-  for (unsigned long i = 0; i < 3; ++i)
-    if (data->findAndGetFloat64(DCM_ImagePositionPatient, g.position[i], i).bad()) return std::nullopt;
-  for (unsigned long i = 0; i < 6; ++i)
-    if (data->findAndGetFloat64(DCM_ImageOrientationPatient, g.orientation[i], i).bad()) return std::nullopt;
-  for (unsigned long i = 0; i < 2; ++i)
-    if (data->findAndGetFloat64(DCM_PixelSpacing, g.spacing[i], i).bad() || !(g.spacing[i] > 0)) return std::nullopt;
+  if (!read_numbers(data, DCM_ImagePositionPatient, g.position) ||
+      !read_numbers(data, DCM_ImageOrientationPatient, g.orientation) || !read_numbers(data, DCM_PixelSpacing, g.spacing) ||
+      !(g.spacing[0] > 0 && g.spacing[1] > 0))
+    return std::nullopt;
   OFString series;
   if (data->findAndGetOFString(DCM_SeriesInstanceUID, series).good()) g.series = series.c_str();
   return g;
@@ -360,11 +367,8 @@ std::vector<std::string> sorted_dicom_series(const std::string& dir) {
     if (data->findAndGetSint32(DCM_SeriesNumber, series_number).good()) e.series_number = series_number;
     std::array<double, 3> position{};
     std::array<double, 6> orientation{};
-    bool have_position = true, have_orientation = true;
-    for (unsigned long i = 0; i < 3; ++i)
-      have_position = have_position && data->findAndGetFloat64(DCM_ImagePositionPatient, position[i], i).good();
-    for (unsigned long i = 0; i < 6; ++i)
-      have_orientation = have_orientation && data->findAndGetFloat64(DCM_ImageOrientationPatient, orientation[i], i).good();
+    const bool have_position = read_numbers(data, DCM_ImagePositionPatient, position);
+    const bool have_orientation = read_numbers(data, DCM_ImageOrientationPatient, orientation);
     if (have_position) {
       // Normal = row direction x column direction; without an orientation, the z coordinate.
       std::array<double, 3> normal{0, 0, 1};
