@@ -292,8 +292,8 @@ std::optional<DicomSliceGeometry> read_dicom_slice_geometry(const std::string& p
   g.rows = rows;
   g.columns = columns;
   if (!read_numbers(data, DCM_ImagePositionPatient, g.position) ||
-      !read_numbers(data, DCM_ImageOrientationPatient, g.orientation) || !read_numbers(data, DCM_PixelSpacing, g.spacing) ||
-      !(g.spacing[0] > 0 && g.spacing[1] > 0))
+      !read_numbers(data, DCM_ImageOrientationPatient, g.orientation) ||
+      !read_numbers(data, DCM_PixelSpacing, g.spacing) || !(g.spacing[0] > 0 && g.spacing[1] > 0))
     return std::nullopt;
   OFString series;
   if (data->findAndGetOFString(DCM_SeriesInstanceUID, series).good()) g.series = series.c_str();
