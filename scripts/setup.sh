@@ -9,7 +9,7 @@ packages=(
   libopencv-dev libicu-dev
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   libgtest-dev zlib1g-dev libssl-dev
-  libnifti-dev mricron-data               # NIfTI volumes; the Colin27 T1 the lesion benchmark is made from
+  libnifti2-dev mricron-data              # NIfTI volumes; the Colin27 T1 the lesion benchmark is made from
   libdcmtk-dev libopenjp2-7-dev            # DICOM, with its JPEG, JPEG-LS and RLE decoders; JPEG 2000
   chromium fonts-dejavu-core               # renders the HTML report in its test (headless)
   libcpp-httplib-dev                       # medsad serve

@@ -6,17 +6,26 @@
 #include <cstring>
 #include <filesystem>
 #include <memory>
+#include <type_traits>
 
-#include <nifti1_io.h>
+#include <nifti2_io.h>  // niftilib's reader of NIfTI-1 and NIfTI-2 alike
 
 #include "core/error.h"
 #include "core/file_io.h"
 #include "core/text.h"
 
 namespace medsad::data {
-namespace {
 
 using NiftiImage = std::unique_ptr<nifti_image, void (*)(nifti_image*)>;
+
+// The file's header as niftilib read it (no voxels: grid, voxel sizes, qform and sform) and its
+// NIfTI version, for writing a result back on the same grid in the same format.
+struct NiftiHeader {
+  NiftiImage image;
+  int version;  // 1 or 2 (niftilib's nifti_type says NIfTI-1 for both)
+};
+
+namespace {
 
 // value · slope + inter over n raw voxels of type T, computed in double (int32 and larger
 // values do not fit a float's mantissa before scaling).
@@ -55,10 +64,10 @@ torch::Tensor voxels_as_float(const nifti_image& image, const std::string& path)
 Volume to_ras(const torch::Tensor& file_order, const nifti_image& image, const std::string& path) {
   int codes[3] = {NIFTI_L2R, NIFTI_P2A, NIFTI_I2S};  // no orientation recorded: RAS already
   if (image.sform_code > 0)
-    nifti_mat44_to_orientation(image.sto_xyz, &codes[0], &codes[1], &codes[2]);
+    nifti_dmat44_to_orientation(image.sto_xyz, &codes[0], &codes[1], &codes[2]);
   else if (image.qform_code > 0)
-    nifti_mat44_to_orientation(image.qto_xyz, &codes[0], &codes[1], &codes[2]);
-  const float pixdim[3] = {image.dx, image.dy, image.dz};
+    nifti_dmat44_to_orientation(image.qto_xyz, &codes[0], &codes[1], &codes[2]);
+  const double pixdim[3] = {image.dx, image.dy, image.dz};
 
   std::vector<int64_t> permutation(3, -1);  // output dim -> file dim
   std::vector<int64_t> flips;               // output dims whose index runs R->L, A->P or S->I
@@ -87,7 +96,7 @@ std::string shape_text(const torch::Tensor& t) {
 // The first bytes of a file once gunzipped (plain files are read as they are) and how many
 // bytes it holds in all; size -1 when the gzip stream is corrupt or cut short.
 struct StoredBytes {
-  std::string head;  // up to the 348 bytes of a NIfTI-1 header
+  std::string head;  // up to the 540 bytes of a NIfTI-2 header
   int64_t size = 0;
 };
 
@@ -99,7 +108,7 @@ StoredBytes scan_stored_bytes(const std::string& path) {
   std::vector<char> buffer(1 << 16);
   int got;
   while ((got = gzread(file, buffer.data(), static_cast<unsigned>(buffer.size()))) > 0) {
-    const size_t missing = sizeof(nifti_1_header) - std::min(stored.head.size(), sizeof(nifti_1_header));
+    const size_t missing = sizeof(nifti_2_header) - std::min(stored.head.size(), sizeof(nifti_2_header));
     stored.head.append(buffer.data(), std::min<size_t>(static_cast<size_t>(got), missing));
     stored.size += got;
   }
@@ -107,20 +116,11 @@ StoredBytes scan_stored_bytes(const std::string& path) {
   return stored;
 }
 
-// The header checks niftilib would report on stderr (with no way to silence them), made here
-// so that a bad file gives our one-line error instead.
-void check_header(const StoredBytes& stored, const std::string& path) {
-  if (stored.head.size() < sizeof(nifti_1_header))
-    fail(path, stored.size < 0 ? "truncated or corrupt gzip stream"
-                               : "not a NIfTI-1 file (" + std::to_string(stored.size) + " bytes, less than a header)");
-  nifti_1_header header;
-  std::memcpy(&header, stored.head.data(), sizeof header);
-  if (header.sizeof_hdr != 348) {
-    swap_nifti_header(&header, 1);  // a file written on a machine of the other byte order
-    if (header.sizeof_hdr != 348) fail(path, "not a NIfTI-1 file (no valid .nii, .nii.gz or .hdr header)");
-  }
-  if (std::memcmp(header.magic, "n+1", 4) != 0 && std::memcmp(header.magic, "ni1", 4) != 0)
-    fail(path, "not a NIfTI-1 file (no n+1 or ni1 magic; ANALYZE 7.5 and NIfTI-2 are not read)");
+// The checks of one header version's fields; `magics` are its single-file and pair signatures.
+template <typename Header>
+void check_header_fields(const Header& header, const char* const (&magics)[2], const std::string& path) {
+  if (std::memcmp(header.magic, magics[0], 4) != 0 && std::memcmp(header.magic, magics[1], 4) != 0)
+    fail(path, "not a NIfTI file (no NIfTI magic; ANALYZE 7.5 is not read)");
   if (header.dim[0] < 1 || header.dim[0] > 7)
     fail(path, "bad NIfTI header: dim[0] is " + std::to_string(header.dim[0]) + " (expected 1 to 7)");
   for (int d = 1; d <= header.dim[0]; ++d)
@@ -128,6 +128,37 @@ void check_header(const StoredBytes& stored, const std::string& path) {
       fail(path, "bad NIfTI header: dim[" + std::to_string(d) + "] is " + std::to_string(header.dim[d]));
   if (!nifti_datatype_is_valid(header.datatype, 1) || header.datatype == DT_BINARY)
     fail(path, "bad NIfTI header: unknown datatype code " + std::to_string(header.datatype));
+}
+
+// The header checks niftilib would report on stderr (with no way to silence them), made here
+// so that a bad file gives our one-line error instead. NIfTI-1 and NIfTI-2 are told apart by
+// sizeof_hdr (348 or 540), in either byte order. Returns the version, 1 or 2.
+int check_header(const StoredBytes& stored, const std::string& path) {
+  if (stored.head.size() < sizeof(nifti_1_header))
+    fail(path, stored.size < 0 ? "truncated or corrupt gzip stream"
+                               : "not a NIfTI file (" + std::to_string(stored.size) + " bytes, less than a header)");
+  int32_t sizeof_hdr = 0;
+  std::memcpy(&sizeof_hdr, stored.head.data(), sizeof sizeof_hdr);
+  const int32_t swapped_size = static_cast<int32_t>(__builtin_bswap32(static_cast<uint32_t>(sizeof_hdr)));
+  const bool swapped = sizeof_hdr != 348 && sizeof_hdr != 540;  // written on a machine of the other byte order
+  if (swapped) sizeof_hdr = swapped_size;
+  if (sizeof_hdr == 348) {
+    nifti_1_header header;
+    std::memcpy(&header, stored.head.data(), sizeof header);
+    if (swapped) swap_nifti_header(&header, 1);
+    check_header_fields(header, {"n+1", "ni1"}, path);
+    return 1;
+  }
+  if (sizeof_hdr == 540) {
+    if (stored.head.size() < sizeof(nifti_2_header))
+      fail(path, stored.size < 0 ? "truncated or corrupt gzip stream" : "truncated NIfTI-2 header");
+    nifti_2_header header;
+    std::memcpy(&header, stored.head.data(), sizeof header);
+    if (swapped) swap_nifti_header(&header, 2);
+    check_header_fields(header, {"n+2", "ni2"}, path);
+    return 2;
+  }
+  fail(path, "not a NIfTI file (no valid .nii, .nii.gz or .hdr header)");
 }
 
 // gzip (not raw zlib) stream, the format niftilib's znzlib reads.
@@ -147,16 +178,37 @@ std::string gzip(const std::string& bytes, const std::string& path) {
   return out;
 }
 
-// A single-file .nii(.gz): `header` with magic n+1 and the voxels right after it.
-void write_single_file(const std::string& path, nifti_1_header header, const void* voxels, size_t bytes_of_voxels) {
-  header.sizeof_hdr = 348;
-  header.vox_offset = 352.0f;  // 348-byte header + the 4-byte "no extensions" flag
-  std::memcpy(header.magic, "n+1\0", 4);
-  std::string bytes(352, '\0');
+// A single-file .nii(.gz): `header` (nifti_1_header or nifti_2_header) with its magic, then the
+// "no extensions" flag, then the voxels.
+template <typename Header>
+void write_single_file(const std::string& path, Header header, const void* voxels, size_t bytes_of_voxels) {
+  static_assert(sizeof(nifti_1_header) == 348 && sizeof(nifti_2_header) == 540, "packed NIfTI headers");
+  header.sizeof_hdr = sizeof(Header);
+  header.vox_offset = sizeof(Header) + 4;  // 352 or 544
+  if constexpr (std::is_same_v<Header, nifti_2_header>)
+    std::memcpy(header.magic, "n+2\0\r\n\032\n", 8);
+  else
+    std::memcpy(header.magic, "n+1\0", 4);
+  std::string bytes(sizeof(Header) + 4, '\0');
   std::memcpy(bytes.data(), &header, sizeof header);
   bytes.append(static_cast<const char*>(voxels), bytes_of_voxels);
   const bool gz = path.size() > 3 && path.compare(path.size() - 3, 3, ".gz") == 0;
   write_file_atomic(path, gz ? gzip(bytes, path) : bytes);
+}
+
+// Writes `image` (a header) with `voxels` after it as a NIfTI-`version` (1 or 2) single file.
+void write_image(const std::string& path, const nifti_image& image, int version, const void* voxels,
+                 size_t bytes_of_voxels) {
+  if (version == 2) {
+    nifti_2_header header;
+    if (nifti_convert_nim2n2hdr(&image, &header) != 0) fail(path, "cannot make a NIfTI-2 header");
+    write_single_file(path, header, voxels, bytes_of_voxels);
+  } else {
+    nifti_1_header header;
+    if (nifti_convert_nim2n1hdr(&image, &header) != 0)
+      fail(path, "cannot make a NIfTI-1 header (a dimension over 32767 voxels?)");
+    write_single_file(path, header, voxels, bytes_of_voxels);
+  }
 }
 
 // The header file of `path`: itself, or for the .img half of a .hdr/.img pair (gzipped or not,
@@ -184,11 +236,11 @@ Volume read_nifti_volume(const std::string& given_path) {
   if (std::filesystem::is_directory(given_path, ec)) fail(given_path, "is a directory, expected a NIfTI file");
   const std::string path = header_file(given_path);
   const StoredBytes stored = scan_stored_bytes(path);
-  check_header(stored, path);
+  const int version = check_header(stored, path);
   // niftilib prints its own diagnostics on stderr unless told not to; ours is the Error below.
   nifti_set_debug_level(0);
   NiftiImage image(nifti_image_read(path.c_str(), 0), nifti_image_free);
-  if (!image) fail(path, "not a readable NIfTI-1 file (niftilib rejects its header)");
+  if (!image) fail(path, "not a readable NIfTI file (niftilib rejects its header)");
 
   int64_t volumes = 1;
   for (int d = 4; d <= image->dim[0]; ++d) volumes *= image->dim[d];
@@ -206,7 +258,8 @@ Volume read_nifti_volume(const std::string& given_path) {
   const auto flat = voxels_as_float(*image, path);
   const auto file_order = flat.view({image->nz, image->ny, image->nx});  // [nk, nj, ni], i fastest
   Volume volume = to_ras(file_order, *image, path);
-  volume.header = std::make_shared<const nifti_1_header>(nifti_convert_nim2nhdr(image.get()));
+  NiftiImage geometry(nifti_copy_nim_info(image.get()), nifti_image_free);  // the header without voxels
+  volume.header = std::make_shared<const NiftiHeader>(NiftiHeader{std::move(geometry), version});
   return volume;
 }
 
@@ -224,26 +277,25 @@ namespace {
 // index to RAS mm, row-major 4x4) as the sform and, as near as a rotation allows, the qform.
 void write_with_affine(const std::string& path, const torch::Tensor& voxels, const std::array<double, 16>& affine,
                        const char* description) {
-  const int dims[8] = {3, static_cast<int>(voxels.size(2)), static_cast<int>(voxels.size(1)),
-                       static_cast<int>(voxels.size(0)), 1, 1, 1, 1};
+  const int64_t dims[8] = {3, voxels.size(2), voxels.size(1), voxels.size(0), 1, 1, 1, 1};
   const bool bytes = voxels.scalar_type() == torch::kUInt8;
   NiftiImage image(nifti_make_new_nim(dims, bytes ? DT_UINT8 : DT_FLOAT32, 0), nifti_image_free);
   if (!image) fail(path, "cannot create a NIfTI header");
   for (int r = 0; r < 4; ++r)
-    for (int c = 0; c < 4; ++c) image->sto_xyz.m[r][c] = static_cast<float>(affine[static_cast<size_t>(r * 4 + c)]);
+    for (int c = 0; c < 4; ++c) image->sto_xyz.m[r][c] = affine[static_cast<size_t>(r * 4 + c)];
   // The qform holds a rotation, voxel sizes and an offset; niftilib derives them from the sform.
-  nifti_mat44_to_quatern(image->sto_xyz, &image->quatern_b, &image->quatern_c, &image->quatern_d, &image->qoffset_x,
-                         &image->qoffset_y, &image->qoffset_z, &image->dx, &image->dy, &image->dz, &image->qfac);
+  nifti_dmat44_to_quatern(image->sto_xyz, &image->quatern_b, &image->quatern_c, &image->quatern_d, &image->qoffset_x,
+                          &image->qoffset_y, &image->qoffset_z, &image->dx, &image->dy, &image->dz, &image->qfac);
   image->pixdim[0] = image->qfac;
   image->pixdim[1] = image->dx;
   image->pixdim[2] = image->dy;
   image->pixdim[3] = image->dz;
   image->qform_code = image->sform_code = NIFTI_XFORM_SCANNER_ANAT;
-  if (bytes) image->cal_max = 1.0f;
+  if (bytes) image->cal_max = 1.0;
   std::strncpy(image->descrip, description, sizeof image->descrip - 1);
   const auto contiguous = voxels.contiguous();
-  write_single_file(path, nifti_convert_nim2nhdr(image.get()), contiguous.data_ptr(),
-                    static_cast<size_t>(contiguous.numel()) * contiguous.element_size());
+  write_image(path, *image, 1, contiguous.data_ptr(),
+              static_cast<size_t>(contiguous.numel()) * contiguous.element_size());
 }
 
 }  // namespace
@@ -274,17 +326,20 @@ void write_nifti_mask_like(const std::string& path, const torch::Tensor& mask, c
   std::vector<int64_t> inverse(3);
   for (int64_t d = 0; d < 3; ++d) inverse[static_cast<size_t>(source.permutation[static_cast<size_t>(d)])] = d;
   const auto voxels = file_order.permute(inverse).to(torch::kUInt8).contiguous();  // [nk, nj, ni]
-  nifti_1_header header = *source.header;
-  header.datatype = DT_UINT8;
-  header.bitpix = 8;
-  header.scl_slope = 1.0f;
-  header.scl_inter = 0.0f;
-  header.cal_min = 0.0f;
-  header.cal_max = 1.0f;
-  header.dim[0] = 3;  // a single volume, as read_nifti_volume requires of its input
-  for (int d = 4; d < 8; ++d) header.dim[d] = 1;
-  std::strncpy(header.descrip, "medsad lesion mask", sizeof header.descrip);
-  write_single_file(path, header, voxels.data_ptr(), static_cast<size_t>(voxels.numel()));
+  NiftiImage header(nifti_copy_nim_info(source.header->image.get()), nifti_image_free);
+  if (!header) fail(path, "cannot copy the source's NIfTI header");
+  header->datatype = DT_UINT8;
+  header->nbyper = 1;
+  header->scl_slope = 1.0;
+  header->scl_inter = 0.0;
+  header->cal_min = 0.0;
+  header->cal_max = 1.0;
+  header->ndim = header->dim[0] = 3;  // a single volume, as read_nifti_volume requires of its input
+  for (int d = 4; d < 8; ++d) header->dim[d] = 1;
+  header->nt = header->nu = header->nv = header->nw = 1;
+  header->nvox = voxels.numel();
+  std::strncpy(header->descrip, "medsad lesion mask", sizeof header->descrip - 1);
+  write_image(path, *header, source.header->version, voxels.data_ptr(), static_cast<size_t>(voxels.numel()));
 }
 
 }  // namespace medsad::data

@@ -1,4 +1,5 @@
-// Reading and writing 3-D NIfTI-1 volumes with niftilib: .nii, .nii.gz and .hdr/.img pairs.
+// Reading and writing 3-D NIfTI volumes with niftilib: NIfTI-1 and NIfTI-2, as .nii, .nii.gz and
+// .hdr/.img pairs.
 //
 // A volume comes back in one canonical voxel order, RAS+: the voxel index grows toward the
 // subject's Right, Anterior and Superior. The orientation is read from the sform when
@@ -11,11 +12,11 @@
 #include <string>
 #include <vector>
 
-#include <nifti1.h>
-
 #include <torch/torch.h>
 
 namespace medsad::data {
+
+struct NiftiHeader;  // a file's header as niftilib read it (nifti_volume.cpp)
 
 struct Volume {
   // float32 [S, A, R] = [D, H, W]: voxels[k][j][i] with i toward Right, j toward Anterior,
@@ -23,17 +24,18 @@ struct Volume {
   torch::Tensor voxels;
   std::array<double, 3> spacing_mm{1.0, 1.0, 1.0};  // voxel size along dims 0, 1, 2 (S, A, R), mm
 
-  // How the file's voxel order [nk, nj, ni] became [S, A, R], and the file's header (native byte
-  // order): write_nifti_mask_like uses them to put a result back on the file's own grid.
+  // How the file's voxel order [nk, nj, ni] became [S, A, R], and the file's header (its version,
+  // grid, voxel sizes, qform and sform): write_nifti_mask_like uses them to put a result back on
+  // the file's own grid.
   std::array<int64_t, 3> permutation{0, 1, 2};  // canonical dim -> file dim
   std::vector<int64_t> flips;                   // canonical dims flipped after the permutation
-  std::shared_ptr<const nifti_1_header> header;  // null for a volume not read from a file
+  std::shared_ptr<const NiftiHeader> header;  // null for a volume not read from a file
 };
 
 // Reads any real datatype niftilib reads (u/int8..64, float32/64) as float32 with the header's
 // scaling applied (value · scl_slope + scl_inter; scl_slope 0 means unscaled, as NIfTI says).
-// Non-finite voxels are kept. Throws Error(path, ...) if the file is missing, not NIfTI-1,
-// truncated, complex/RGB, or a series of more than one volume.
+// Non-finite voxels are kept. Throws Error(path, ...) if the file is missing, not NIfTI (ANALYZE
+// 7.5 included), truncated, complex/RGB, or a series of more than one volume.
 [[nodiscard]] Volume read_nifti_volume(const std::string& path);
 
 // The binary mask (voxel > 0) in `mask_path`, bool [S, A, R] in the canonical order. Throws
@@ -53,8 +55,8 @@ void write_nifti_mask_with_affine(const std::string& path, const torch::Tensor& 
                                   const std::array<double, 16>& affine);
 
 // Writes `mask` (any dtype, [S, A, R] of `source`'s shape; stored as uint8) on `source`'s own voxel
-// grid: its voxel order, dimensions, voxel sizes, qform and sform, so that it overlays `source` in
-// any viewer. gzip-compressed when `path` ends in ".gz", atomically. `source` must have been read
+// grid: its NIfTI version, voxel order, dimensions, voxel sizes, qform and sform, so that it overlays
+// `source` in any viewer. gzip-compressed when `path` ends in ".gz", atomically. `source` must have been read
 // by read_nifti_volume. Throws Error(path, ...) on failure.
 void write_nifti_mask_like(const std::string& path, const torch::Tensor& mask, const Volume& source);
 

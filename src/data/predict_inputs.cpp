@@ -15,7 +15,7 @@ namespace medsad::data {
 namespace fs = std::filesystem;
 namespace {
 
-// A NIfTI-1 volume's extension, any case: .nii or .nii.gz, or either half of a .hdr/.img pair
+// A NIfTI volume's extension, any case: .nii or .nii.gz, or either half of a .hdr/.img pair
 // (gzipped or not); "" for any other file.
 std::string volume_extension(const std::string& path) {
   const std::string name = ascii_lower(fs::path(path).filename().string());

@@ -6,7 +6,7 @@
 
 namespace medsad::data {
 
-// A NIfTI-1 volume by its name: .nii, .nii.gz, or either half of a .hdr/.img pair (any case).
+// A NIfTI volume by its name: .nii, .nii.gz, or either half of a .hdr/.img pair (any case).
 bool is_nifti_path(const std::string& path);
 
 // A DICOM file of several frames; false for anything else, unreadable files included (the image
