@@ -126,8 +126,9 @@ nlohmann::json load_volumes(const SynthOptions& options, SlicePools& pools, Synt
     auto slices = prepare_slices(volume, brain, static_cast<int64_t>(v), options, source.image);
     std::vector<int64_t> indices;
     for (const auto& slice : slices) indices.push_back(slice.index);
+    const SliceBlocking blocking = slice_blocking(options, volume.spacing_mm[0]);
     nlohmann::json blocks = nlohmann::json::array();
-    for (const auto& block : assign_blocks(indices, static_cast<int64_t>(v), options, source.image)) {
+    for (const auto& block : assign_blocks(indices, static_cast<int64_t>(v), blocking, options, source.image)) {
       blocks.push_back({{"first", block.first}, {"last", block.last}, {"split", to_string(block.split)}});
       for (auto& slice : slices)
         if (slice.index >= block.first && slice.index <= block.last) {
@@ -141,6 +142,8 @@ nlohmann::json load_volumes(const SynthOptions& options, SlicePools& pools, Synt
                        {"brain_mask_sha256", source.brain_mask.empty() ? "" : sha256_file(source.brain_mask)},
                        {"shape_sar", volume.voxels.sizes().vec()},
                        {"spacing_mm_sar", volume.spacing_mm},
+                       {"block_slices", blocking.block_slices},
+                       {"gap_slices", blocking.gap_slices},
                        {"blocks", blocks}});
   }
   return sources;
@@ -187,8 +190,8 @@ void SynthOptions::validate() const {
   check_range("abnormal fraction", abnormal_fraction, 0, 1);
   check_range("min_brain_area", min_brain_area, 0.01, 1);
   check_range("crop_margin", crop_margin, 0, 0.5);
-  check_range("block_slices", static_cast<double>(block_slices), 1, 1000);
-  check_range("gap_slices", static_cast<double>(gap_slices), 0, 1000);
+  check_range("block_mm", block_mm, 0.01, 1000);
+  check_range("split_gap_mm", split_gap_mm, 0, 1000);
   difficulty.validate();
   variation.validate();
 }
@@ -266,18 +269,28 @@ std::vector<SynthSlice> prepare_slices(const Volume& volume, const torch::Tensor
   return slices;
 }
 
+SliceBlocking slice_blocking(const SynthOptions& options, double slice_spacing_mm) {
+  TORCH_CHECK(slice_spacing_mm > 0 && std::isfinite(slice_spacing_mm), "slice_blocking: spacing ", slice_spacing_mm);
+  // A hair below each ratio, so that 8 mm at 1 mm is 8 slices, not 9 from rounding.
+  const auto slices_for = [&](double mm) { return static_cast<int64_t>(std::ceil(mm / slice_spacing_mm - 1e-6)); };
+  return {std::max<int64_t>(1, slices_for(options.block_mm)),
+          std::max<int64_t>(0, slices_for(options.split_gap_mm) - 1)};
+}
+
 std::vector<SliceBlock> assign_blocks(const std::vector<int64_t>& slice_indices, int64_t volume_index,
-                                      const SynthOptions& options, const std::string& path) {
+                                      const SliceBlocking& blocking, const SynthOptions& options,
+                                      const std::string& path) {
   std::vector<SliceBlock> blocks;
-  const auto step = static_cast<size_t>(options.block_slices + options.gap_slices);
+  const auto step = static_cast<size_t>(blocking.block_slices + blocking.gap_slices);
   for (size_t start = 0; start < slice_indices.size(); start += step) {
-    const size_t end = std::min(slice_indices.size(), start + static_cast<size_t>(options.block_slices));
+    const size_t end = std::min(slice_indices.size(), start + static_cast<size_t>(blocking.block_slices));
     blocks.push_back({slice_indices[start], slice_indices[end - 1], Split::Train});
   }
   const int64_t n = static_cast<int64_t>(blocks.size());
   if (n < 3)
     fail(path, "only " + std::to_string(slice_indices.size()) + " usable axial slices: too few for a block of " +
-                   std::to_string(options.block_slices) + " in each of train, valid and test");
+                   std::to_string(blocking.block_slices) + " (with " + std::to_string(blocking.gap_slices) +
+                   " dropped between blocks) in each of train, valid and test");
   // Exact counts per split: at least one block each, two from 6 blocks on. Valid's and test's
   // blocks go to evenly spaced places with a seeded phase (so block j of a split with c blocks
   // lands near (j + phase) * n / c) and train takes the rest, so every split spans the head. A
@@ -365,7 +378,7 @@ SynthSummary generate_benchmark(const SynthOptions& options) {
       {"difficulty", options.difficulty.to_json()},
       {"variation", options.variation.to_json()},
       {"slicing", {{"min_brain_area", options.min_brain_area}, {"crop_margin", options.crop_margin},
-                   {"block_slices", options.block_slices}, {"gap_slices", options.gap_slices}}},
+                   {"block_mm", options.block_mm}, {"split_gap_mm", options.split_gap_mm}}},
       {"volumes", sources},
       {"images", images}};
   move_staged_splits(root);

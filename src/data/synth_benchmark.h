@@ -9,7 +9,9 @@
 // brain intensity percentiles (1st -> 0, 99th -> 0.8: lesions and variation keep headroom).
 //
 // Splits never share anatomy: the usable slices of each volume are cut into blocks of
-// block_slices consecutive slices with gap_slices dropped between blocks; blocks go to train,
+// consecutive slices spanning at least block_mm, with the fewest slices dropped between blocks
+// that keeps slices of different blocks split_gap_mm apart (slice_blocking: 8 slices and 2
+// dropped at 1 mm, 3 and none at 3 mm, so thick-slice volumes are cut too); blocks go to train,
 // valid and test (about 65/12/23 %; at least one each, two from 6 blocks on) interleaved along
 // the head with a seeded phase, so each split still spans the whole brain. Each output image
 // draws its slice from its split's blocks, so a split may hold more images than slices.
@@ -60,8 +62,8 @@ struct SynthOptions {
   VariationOptions variation;
   double min_brain_area = 0.25;    // usable slice: brain area >= this share of the volume's largest
   double crop_margin = 0.10;       // around the brain's bounding box, share of its longer side
-  int64_t block_slices = 8;        // consecutive slices that go to one split
-  int64_t gap_slices = 2;          // slices dropped between blocks (never in any split)
+  double block_mm = 8.0;           // each block of consecutive slices spans at least this much along S
+  double split_gap_mm = 3.0;       // slices of different blocks lie at least this far apart along S
   std::string montage;             // PNG of example images with lesion outlines ("": none)
 
   void validate() const;  // throws Error naming the option and its bad value
@@ -86,10 +88,22 @@ struct SliceBlock {
   Split split = Split::Train;
 };
 
-// Cuts the ascending slice indices into blocks and assigns them to splits (seeded by the
-// options' seed and volume_index). Throws Error(path, ...) when there are fewer than 3 blocks.
+// How the axial slices of a volume `slice_spacing_mm` apart are cut: blocks of the fewest slices
+// spanning block_mm (ceil(block_mm / spacing), at least 1) and, between blocks, the fewest dropped
+// slices that put the nearest slices of two blocks split_gap_mm apart (ceil(split_gap_mm /
+// spacing) - 1, at least 0).
+struct SliceBlocking {
+  int64_t block_slices = 8;  // consecutive slices that go to one split
+  int64_t gap_slices = 2;    // slices dropped between blocks (never in any split)
+};
+[[nodiscard]] SliceBlocking slice_blocking(const SynthOptions& options, double slice_spacing_mm);
+
+// Cuts the ascending slice indices into blocks as `blocking` says and assigns them to splits
+// (seeded by the options' seed and volume_index). Throws Error(path, ...) when there are fewer
+// than 3 blocks.
 [[nodiscard]] std::vector<SliceBlock> assign_blocks(const std::vector<int64_t>& slice_indices, int64_t volume_index,
-                                                    const SynthOptions& options, const std::string& path);
+                                                    const SliceBlocking& blocking, const SynthOptions& options,
+                                                    const std::string& path);
 
 struct SynthSummary {
   int64_t images[3][2] = {};  // [split: train, valid, test][label: normal, abnormal]

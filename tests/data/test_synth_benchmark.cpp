@@ -142,7 +142,7 @@ TEST(SynthBlocks, EverySeedGivesEachSplitBlocksInBothHalvesOfTheHead) {
     for (uint64_t seed = 0; seed < 200; ++seed) {
       SynthOptions options;
       options.seed = seed;
-      const auto blocks = assign_blocks(usable, 0, options, "colin.nii");
+      const auto blocks = assign_blocks(usable, 0, SliceBlocking{8, 2}, options, "colin.nii");
       ASSERT_EQ(blocks.size(), static_cast<size_t>(n));
       std::map<Split, int> count, lower_half, upper_half;
       for (size_t b = 0; b < blocks.size(); ++b) {
@@ -160,7 +160,50 @@ TEST(SynthBlocks, EverySeedGivesEachSplitBlocksInBothHalvesOfTheHead) {
     }
   }
   const std::vector<int64_t> two_blocks = {40, 41, 42, 43, 44, 45, 46, 47, 48, 49, 50};
-  EXPECT_THROW((void)assign_blocks(two_blocks, 0, SynthOptions{}, "tiny.nii"), Error);
+  EXPECT_THROW((void)assign_blocks(two_blocks, 0, SliceBlocking{8, 2}, SynthOptions{}, "tiny.nii"), Error);
+}
+
+TEST(SynthBlocks, BlocksAndGapsAreMillimetresWhateverTheSliceSpacing) {
+  // spacing (mm) -> {block slices, dropped slices}: a block spans at least 8 mm, and the nearest
+  // slices of two blocks, (dropped + 1) x spacing apart, at least 3 mm.
+  const std::map<double, std::array<int64_t, 2>> expected = {
+      {0.5, {16, 5}}, {1.0, {8, 2}}, {1.2, {7, 2}}, {2.0, {4, 1}}, {3.0, {3, 0}}, {6.0, {2, 0}}, {10.0, {1, 0}}};
+  for (const auto& [spacing, slices] : expected) {
+    const SliceBlocking blocking = slice_blocking(SynthOptions{}, spacing);
+    EXPECT_EQ(blocking.block_slices, slices[0]) << spacing << " mm";
+    EXPECT_EQ(blocking.gap_slices, slices[1]) << spacing << " mm";
+  }
+}
+
+TEST(SynthBenchmarkGeometry, AThickSliceVolumeIsCutIntoShorterBlocks) {
+  // Colin27 (1 mm) with every 4th axial slice kept: a 4 mm volume of 46 slices, 11-12 of them
+  // usable, which blocks of 8 slices could not share among three splits.
+  ScratchDir dir;
+  for (const auto& [in, out] : {std::pair{default_synth_volumes()[0].image, dir.file("t1_4mm.nii.gz")},
+                                std::pair{default_synth_volumes()[0].brain_mask, dir.file("brain_4mm.nii.gz")}}) {
+    const Volume volume = read_nifti_volume(in);
+    write_nifti_volume(out, Volume{volume.voxels.slice(0, 0, volume.voxels.size(0), 4).contiguous(),
+                                   {4.0, volume.spacing_mm[1], volume.spacing_mm[2]}});
+  }
+  SynthOptions options = small_options(dir.file("bench"), 1);
+  options.volumes = {{dir.file("t1_4mm.nii.gz"), dir.file("brain_4mm.nii.gz")}};
+  (void)generate_benchmark(options);
+
+  const auto record = read_record(dir.file("bench"));
+  const auto& source = record["volumes"][0];
+  EXPECT_EQ(source["block_slices"], 2);  // 8 mm
+  EXPECT_EQ(source["gap_slices"], 0);    // neighbours are already 4 mm apart
+  std::map<std::string, int> blocks_per_split;
+  for (const auto& block : source["blocks"]) {
+    ++blocks_per_split[block["split"]];
+    EXPECT_LE(int64_t(block["last"]) - int64_t(block["first"]), 1) << block;
+  }
+  EXPECT_EQ(blocks_per_split.size(), 3u);
+  std::map<int64_t, std::string> split_of_slice;
+  for (const auto& image : record["images"]) {
+    const auto [it, added] = split_of_slice.emplace(image["slice"], image["split"]);
+    EXPECT_EQ(it->second, image["split"]) << "slice " << image["slice"] << " in two splits";
+  }
 }
 
 TEST(SynthBenchmarkGeometry, LesionMasksLieInsideTheBrainOfTheirSlice) {
