@@ -2,6 +2,7 @@
 // image; with --out, the binary lesion mask and a heat-map overlay at the image's own size.
 // A NIfTI volume (.nii, .nii.gz, a .hdr/.img pair) is scored slice by slice along --axis: one
 // JSON line per slice; with --out, NAME_slices.csv and NAME_mask.nii.gz on the volume's own grid.
+// Of a 4-D file, --volume-index K scores volume K (NAME_volK_slices.csv, NAME_volK_mask.nii.gz).
 // A multi-frame DICOM file is scored frame by frame: one JSON line per frame; with --out,
 // NAME_frames.csv and each frame's images as NAME_frameK_*.png.
 // A folder is its DICOM series (slices in position order; with --out, also the series' masks as
@@ -36,8 +37,9 @@ namespace {
 
 void predict_volume_file(model::MedSadClipImpl& model, const clip::ImagePreprocess& preprocess,
                          const model::Calibration& calibration, const std::string& path, eval::SliceAxis axis,
-                         int64_t batch, const std::string& out_dir, const std::string& out_name) {
-  const auto volume = data::read_nifti_volume(path);
+                         int64_t volume_index, int64_t batch, const std::string& out_dir, std::string out_name) {
+  const auto volume = data::read_nifti_volume(path, volume_index);
+  if (volume_index >= 0) out_name += "_vol" + std::to_string(volume_index);
   eval::VolumePrediction prediction;
   try {
     prediction = eval::predict_volume(model, preprocess, volume, axis, batch);
@@ -54,6 +56,7 @@ void predict_volume_file(model::MedSadClipImpl& model, const clip::ImagePreproce
     nlohmann::json line = {{"path", path}, {"axis", eval::to_string(axis)}, {"slice", k}, {"score", score},
                            {"decision", decision}, {"threshold", calibration.image_threshold},
                            {"lesion_fraction", fraction}};
+    if (volume_index >= 0) line["volume"] = volume_index;
     if (!out_dir.empty()) line["name"] = out_name;
     std::printf("%s\n", line.dump().c_str());
     char row[128];
@@ -121,6 +124,7 @@ void setup_predict_command(CLI::App& app, Action& action) {
     ComputeOptions compute;
     std::string window;
     std::string axis = "axial";
+    int64_t volume_index = -1;  // -1: NIfTI inputs must hold one volume
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("predict", "score single images with a trained model");
@@ -135,6 +139,10 @@ void setup_predict_command(CLI::App& app, Action& action) {
                   "NAME_frameK_*.png); NAME is the file's stem, or its path with / as __ where two inputs share a stem");
   cmd->add_option("--axis", o->axis, "volumes: slice along axial (default), coronal or sagittal")
       ->check(CLI::IsMember({"axial", "coronal", "sagittal"}));
+  cmd->add_option("--volume-index", o->volume_index,
+                  "volumes: of a 4-D NIfTI file (a time series, or contrasts stacked), score volume K (0-based); "
+                  "outputs are named NAME_volK_*")
+      ->check(CLI::Range(int64_t(0), int64_t(1) << 40));
   cmd->add_option("--weights", o->weights, "CLIP backbone (default: the one recorded at training)");
   cmd->add_option("--bpe", o->bpe, "CLIP vocabulary (default: the one recorded at training)");
   cmd->add_option("--batch", o->batch, "batch size (default 8)")->check(CLI::Range(1, 4096));
@@ -166,6 +174,8 @@ void setup_predict_command(CLI::App& app, Action& action) {
           ++failed, ++unlisted_folders;
         }
       }
+      if (o->volume_index >= 0 && std::none_of(inputs.begin(), inputs.end(), data::is_nifti_path))
+        fail("", "--volume-index picks a volume of a 4-D NIfTI file, and no input is a NIfTI file");
       const auto names = data::output_names(inputs);
       std::vector<std::string> image_paths, image_names;
       std::vector<size_t> image_inputs;  // each image's index in inputs
@@ -173,7 +183,7 @@ void setup_predict_command(CLI::App& app, Action& action) {
         try {
           if (data::is_nifti_path(inputs[i])) {
             predict_volume_file(*trained.model, trained.preprocess, calibration, inputs[i],
-                                eval::parse_slice_axis(o->axis), o->batch, o->out, names[i]);
+                                eval::parse_slice_axis(o->axis), o->volume_index, o->batch, o->out, names[i]);
           } else if (data::is_multiframe_dicom(inputs[i])) {
             predict_frames_file(*trained.model, trained.preprocess, calibration, inputs[i], o->batch, o->out, names[i]);
           } else {

@@ -35,24 +35,25 @@ void convert_voxels(const void* raw, size_t n, double slope, double inter, float
   for (size_t v = 0; v < n; ++v) out[v] = static_cast<float>(static_cast<double>(in[v]) * slope + inter);
 }
 
-torch::Tensor voxels_as_float(const nifti_image& image, const std::string& path) {
+// Voxels [first, first + n) of the loaded image, scaled, as float32 [n].
+torch::Tensor voxels_as_float(const nifti_image& image, size_t first, size_t n, const std::string& path) {
   // NIfTI: scl_slope 0 means the stored values are the values (niftilib zeroes a non-finite one).
-  const bool scaled = image.scl_slope != 0.0f;
+  const bool scaled = image.scl_slope != 0.0;
   const double slope = scaled ? image.scl_slope : 1.0, inter = scaled ? image.scl_inter : 0.0;
-  auto out = torch::empty({static_cast<int64_t>(image.nvox)}, torch::kFloat32);
+  auto out = torch::empty({static_cast<int64_t>(n)}, torch::kFloat32);
   float* dst = out.data_ptr<float>();
-  const size_t n = image.nvox;
+  const char* src = static_cast<const char*>(image.data) + first * static_cast<size_t>(image.nbyper);
   switch (image.datatype) {
-    case DT_UINT8: convert_voxels<uint8_t>(image.data, n, slope, inter, dst); break;
-    case DT_INT8: convert_voxels<int8_t>(image.data, n, slope, inter, dst); break;
-    case DT_UINT16: convert_voxels<uint16_t>(image.data, n, slope, inter, dst); break;
-    case DT_INT16: convert_voxels<int16_t>(image.data, n, slope, inter, dst); break;
-    case DT_UINT32: convert_voxels<uint32_t>(image.data, n, slope, inter, dst); break;
-    case DT_INT32: convert_voxels<int32_t>(image.data, n, slope, inter, dst); break;
-    case DT_UINT64: convert_voxels<uint64_t>(image.data, n, slope, inter, dst); break;
-    case DT_INT64: convert_voxels<int64_t>(image.data, n, slope, inter, dst); break;
-    case DT_FLOAT32: convert_voxels<float>(image.data, n, slope, inter, dst); break;
-    case DT_FLOAT64: convert_voxels<double>(image.data, n, slope, inter, dst); break;
+    case DT_UINT8: convert_voxels<uint8_t>(src, n, slope, inter, dst); break;
+    case DT_INT8: convert_voxels<int8_t>(src, n, slope, inter, dst); break;
+    case DT_UINT16: convert_voxels<uint16_t>(src, n, slope, inter, dst); break;
+    case DT_INT16: convert_voxels<int16_t>(src, n, slope, inter, dst); break;
+    case DT_UINT32: convert_voxels<uint32_t>(src, n, slope, inter, dst); break;
+    case DT_INT32: convert_voxels<int32_t>(src, n, slope, inter, dst); break;
+    case DT_UINT64: convert_voxels<uint64_t>(src, n, slope, inter, dst); break;
+    case DT_INT64: convert_voxels<int64_t>(src, n, slope, inter, dst); break;
+    case DT_FLOAT32: convert_voxels<float>(src, n, slope, inter, dst); break;
+    case DT_FLOAT64: convert_voxels<double>(src, n, slope, inter, dst); break;
     default:
       fail(path, std::string("unsupported NIfTI datatype ") + nifti_datatype_string(image.datatype) +
                      " (expected a real-valued scalar type)");
@@ -230,7 +231,7 @@ std::string header_file(const std::string& path) {
 
 }  // namespace
 
-Volume read_nifti_volume(const std::string& given_path) {
+Volume read_nifti_volume(const std::string& given_path, int64_t volume_index) {
   std::error_code ec;
   if (!std::filesystem::exists(given_path, ec)) fail(given_path, "no such file");
   if (std::filesystem::is_directory(given_path, ec)) fail(given_path, "is a directory, expected a NIfTI file");
@@ -244,7 +245,12 @@ Volume read_nifti_volume(const std::string& given_path) {
 
   int64_t volumes = 1;
   for (int d = 4; d <= image->dim[0]; ++d) volumes *= image->dim[d];
-  if (volumes > 1) fail(path, "holds " + std::to_string(volumes) + " volumes; expected a single 3-D volume");
+  if (volume_index < 0 && volumes > 1)
+    fail(path, "holds " + std::to_string(volumes) +
+                   " volumes (a 4-D file); expected a single 3-D volume or the index of one (--volume-index)");
+  if (volume_index >= volumes)
+    fail(path, "has no volume " + std::to_string(volume_index) + ": it holds " + std::to_string(volumes) +
+                   (volumes > 1 ? " (0 to " + std::to_string(volumes - 1) + ")" : ""));
   // niftilib zero-fills missing voxels without a word: check that the data is all there first.
   const std::string data_file = image->iname ? image->iname : path;
   const int64_t needed = image->iname_offset + static_cast<int64_t>(image->nvox) * image->nbyper;
@@ -255,7 +261,9 @@ Volume read_nifti_volume(const std::string& given_path) {
                                    std::to_string(image->nvox) + " voxels), " + std::to_string(held) + " present");
   if (nifti_image_load(image.get()) != 0 || image->data == nullptr) fail(path, "cannot read the voxel data");
 
-  const auto flat = voxels_as_float(*image, path);
+  const auto per_volume = static_cast<size_t>(image->nx * image->ny * image->nz);
+  const auto flat = voxels_as_float(*image, per_volume * static_cast<size_t>(std::max<int64_t>(volume_index, 0)),
+                                    per_volume, path);
   const auto file_order = flat.view({image->nz, image->ny, image->nx});  // [nk, nj, ni], i fastest
   Volume volume = to_ras(file_order, *image, path);
   NiftiImage geometry(nifti_copy_nim_info(image.get()), nifti_image_free);  // the header without voxels

@@ -34,9 +34,12 @@ struct Volume {
 
 // Reads any real datatype niftilib reads (u/int8..64, float32/64) as float32 with the header's
 // scaling applied (value · scl_slope + scl_inter; scl_slope 0 means unscaled, as NIfTI says).
-// Non-finite voxels are kept. Throws Error(path, ...) if the file is missing, not NIfTI (ANALYZE
-// 7.5 included), truncated, complex/RGB, or a series of more than one volume.
-[[nodiscard]] Volume read_nifti_volume(const std::string& path);
+// Non-finite voxels are kept. A file of several volumes (dims 4 to 7 above 1: a time series, or
+// the contrasts of one subject stacked, as the Medical Segmentation Decathlon's brain tumours
+// are) gives its volume `volume_index` (0-based, dims 4 to 7 flattened, dim 4 fastest); -1
+// requires a single volume. Throws Error(path, ...) if the file is missing, not NIfTI (ANALYZE
+// 7.5 included), truncated, complex/RGB, of several volumes with no index, or without that index.
+[[nodiscard]] Volume read_nifti_volume(const std::string& path, int64_t volume_index = -1);
 
 // The binary mask (voxel > 0) in `mask_path`, bool [S, A, R] in the canonical order. Throws
 // Error(mask_path, ...) as read_nifti_volume does, or when its canonical shape differs from

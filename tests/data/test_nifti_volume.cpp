@@ -251,6 +251,43 @@ TEST(NiftiVolume, MaskWrittenLikeAPermutedSourceLiesOnItsVoxelGridInItsVersion) 
   }
 }
 
+TEST(NiftiVolume, AVolumeOfAFileOfSeveralIsPickedByItsIndex) {
+  // 4 x 3 x 2 voxels, dims 4 and 5 of 2 and 3: six volumes, volume v holding ramp + 1000 v,
+  // read through a permuted sform; its mask is a 3-D volume on the same grid.
+  ScratchDir dir;
+  const std::array<int, 3> size{4, 3, 2};
+  const int64_t dims[8] = {5, size[0], size[1], size[2], 2, 3, 1, 1};
+  std::unique_ptr<nifti_image, void (*)(nifti_image*)> image(nifti_make_new_nim(dims, DT_FLOAT32, 1), nifti_image_free);
+  ASSERT_TRUE(image);
+  const auto one_volume = ramp(size, 0.5);
+  for (size_t v = 0; v < 6; ++v)
+    for (size_t i = 0; i < one_volume.size(); ++i)
+      static_cast<float*>(image->data)[v * one_volume.size() + i] = static_cast<float>(one_volume[i] + 1000.0 * v);
+  const Affine permuted = {{{0, 2, 0, 5}, {0, 0, -3, 0}, {1.5, 0, 0, 0}}};
+  image->sform_code = NIFTI_XFORM_SCANNER_ANAT;
+  for (int r = 0; r < 3; ++r)
+    for (int c = 0; c < 4; ++c) image->sto_xyz.m[r][c] = permuted[r][c];
+  const std::string path = dir.file("stack.nii.gz");
+  nifti_set_filenames(image.get(), path.c_str(), 0, 1);
+  nifti_image_write(image.get());
+
+  for (int64_t v = 0; v < 6; ++v) {
+    std::vector<double> expected = one_volume;
+    for (double& x : expected) x += 1000.0 * static_cast<double>(v);
+    EXPECT_TRUE(torch::equal(read_nifti_volume(path, v).voxels.to(torch::kFloat64),
+                             expected_canonical(size, expected, permuted)))
+        << "volume " << v;
+  }
+  const Volume fifth = read_nifti_volume(path, 4);
+  write_nifti_mask_like(dir.file("mask.nii"), fifth.voxels > 4010, fifth);
+  std::unique_ptr<nifti_image, void (*)(nifti_image*)> mask(nifti_image_read(dir.file("mask.nii").c_str(), 0),
+                                                            nifti_image_free);
+  ASSERT_TRUE(mask);
+  EXPECT_EQ(mask->dim[0], 3);
+  EXPECT_EQ(mask->nvox, one_volume.size());
+  EXPECT_TRUE(torch::equal(read_nifti_volume(dir.file("mask.nii")).voxels > 0.5, fifth.voxels > 4010));
+}
+
 TEST(NiftiVolume, Uint8GzipWithoutOrientationIsTakenAsRasUnscaled) {
   ScratchDir dir;
   const std::array<int, 3> size{5, 4, 3};
@@ -366,6 +403,10 @@ TEST(NiftiVolume, BadFilesGiveOneLineErrorsNamingTheFile) {
   nifti_image_write(image);
   nifti_image_free(image);
   expect_one_line_error_naming([&] { (void)read_nifti_volume(series); }, series, "holds 2 volumes");
+  expect_one_line_error_naming([&] { (void)read_nifti_volume(series, 2); }, series, "has no volume 2: it holds 2");
+  const std::string single = dir.file("single.nii");
+  write_nifti_volume(single, Volume{torch::ones({2, 3, 4}), {1, 1, 1}});
+  expect_one_line_error_naming([&] { (void)read_nifti_volume(single, 1); }, single, "has no volume 1: it holds 1");
 
   const std::string mask = dir.file("mask.nii");
   write_nifti_volume(mask, Volume{torch::ones({6, 7, 9}), {1, 1, 1}});

