@@ -11,6 +11,7 @@ packages=(
   libgtest-dev zlib1g-dev libssl-dev
   libnifti2-dev mricron-data              # NIfTI volumes; the Colin27 T1 the lesion benchmark is made from
   libdcmtk-dev libopenjp2-7-dev            # DICOM, with its JPEG, JPEG-LS and RLE decoders; JPEG 2000
+  dicom3tools                              # dciodvfy: an independent check of the DICOM Segmentations written
   chromium fonts-dejavu-core               # renders the HTML report in its test (headless)
   libcpp-httplib-dev                       # medsad serve
   python3 python3-torch python3-numpy python3-pil python3-regex  # independent references (tests/, bench/)

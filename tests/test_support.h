@@ -49,4 +49,7 @@ struct CommandResult {
 // Runs `medsad ARGS` (ARGS already shell-quoted) and captures stdout, stderr and the exit code.
 CommandResult run_medsad(const std::string& args);
 
+// Runs a shell command line and returns what it wrote on stdout.
+std::string run_shell(const std::string& command);
+
 }  // namespace medsad::test

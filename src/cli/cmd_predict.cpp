@@ -7,7 +7,8 @@
 // NAME_frames.csv and each frame's images as NAME_frameK_*.png.
 // A folder is its DICOM series (slices in position order; with --out, also the series' masks as
 // one NIfTI volume on its grid) or, holding no DICOM file, its images and NIfTI volumes in name
-// order. A bad input prints one error line and the run goes on; the exit code is 1 if any
+// order. With --dicom-seg, each DICOM image's mask (a series' in one file) is also written as a
+// DICOM Segmentation, NAME_seg.dcm. A bad input prints one error line and the run goes on; the exit code is 1 if any
 // failed.
 #include <algorithm>
 #include <cstdio>
@@ -21,6 +22,7 @@
 #include "core/runtime.h"
 #include "core/file_io.h"
 #include "data/dicom_io.h"
+#include "data/dicom_seg.h"
 #include "data/image_io.h"
 #include "data/nifti_volume.h"
 #include "data/predict_inputs.h"
@@ -125,6 +127,7 @@ void setup_predict_command(CLI::App& app, Action& action) {
     std::string window;
     std::string axis = "axial";
     int64_t volume_index = -1;  // -1: NIfTI inputs must hold one volume
+    bool dicom_seg = false;
   };
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("predict", "score single images with a trained model");
@@ -133,7 +136,7 @@ void setup_predict_command(CLI::App& app, Action& action) {
                   "image files (PNG, JPEG, TIFF, BMP, DICOM), NIfTI volumes (.nii, .nii.gz, .hdr/.img), or folders: "
                   "a DICOM series, else the folder's images and volumes")
       ->required();
-  cmd->add_option("--out", o->out,
+  auto* out = cmd->add_option("--out", o->out,
                   "folder for NAME_mask.png, NAME_overlay.png and NAME_map.png (the anomaly map in [0, 1] as 16-bit "
                   "grey) (volumes: NAME_slices.csv, NAME_mask.nii.gz; multi-frame DICOM: NAME_frames.csv, "
                   "NAME_frameK_*.png); NAME is the file's stem, or its path with / as __ where two inputs share a stem");
@@ -143,6 +146,10 @@ void setup_predict_command(CLI::App& app, Action& action) {
                   "volumes: of a 4-D NIfTI file (a time series, or contrasts stacked), score volume K (0-based); "
                   "outputs are named NAME_volK_*")
       ->check(CLI::Range(int64_t(0), int64_t(1) << 40));
+  cmd->add_flag("--dicom-seg", o->dicom_seg,
+               "with --out: also each DICOM image's lesion mask as a DICOM Segmentation referencing it (NAME_seg.dcm; "
+               "a series folder's in one file, NAME the folder's name)")
+      ->needs(out);
   cmd->add_option("--weights", o->weights, "CLIP backbone (default: the one recorded at training)");
   cmd->add_option("--bpe", o->bpe, "CLIP vocabulary (default: the one recorded at training)");
   cmd->add_option("--batch", o->batch, "batch size (default 8)")->check(CLI::Range(1, 4096));
@@ -155,7 +162,7 @@ void setup_predict_command(CLI::App& app, Action& action) {
       if (!o->out.empty()) make_folders(o->out);
       auto trained = model::load_trained_model(o->model, o->weights, o->bpe, compute.precision, compute.device);
       const auto& calibration = trained.info.calibration;
-      int64_t failed = 0, unlisted_folders = 0;
+      int64_t failed = 0, unlisted_folders = 0, unwritten = 0;
       std::vector<std::string> inputs;  // files, folders expanded
       eval::SeriesMasks series_masks;
       for (const auto& path : o->images) {
@@ -185,6 +192,9 @@ void setup_predict_command(CLI::App& app, Action& action) {
             predict_volume_file(*trained.model, trained.preprocess, calibration, inputs[i],
                                 eval::parse_slice_axis(o->axis), o->volume_index, o->batch, o->out, names[i]);
           } else if (data::is_multiframe_dicom(inputs[i])) {
+            if (o->dicom_seg)
+              std::fprintf(stderr, "medsad: note: %s: no DICOM Segmentation for a multi-frame file (not supported)\n",
+                           inputs[i].c_str());
             predict_frames_file(*trained.model, trained.preprocess, calibration, inputs[i], o->batch, o->out, names[i]);
           } else {
             image_paths.push_back(inputs[i]);
@@ -238,13 +248,23 @@ void setup_predict_command(CLI::App& app, Action& action) {
           if (o->out.empty()) continue;
           write_image_outputs(o->out, image_names[k], images[i], results[i].map, lesion);
           series_masks.keep(image_inputs[k], lesion);
+          if (o->dicom_seg && !series_masks.holds(image_inputs[k]) && data::is_dicom_file(image_paths[k])) {
+            try {
+              data::write_dicom_segmentation((fs::path(o->out) / (image_names[k] + "_seg.dcm")).string(),
+                                             {{image_paths[k], lesion}}, "MedSAD-CLIP lesion mask");
+            } catch (const Error& e) {
+              std::fprintf(stderr, "medsad: error: %s\n", e.what());
+              ++unwritten;
+            }
+          }
         }
         std::fflush(stdout);
       }
-      if (!o->out.empty()) series_masks.write(o->out);
+      if (!o->out.empty()) unwritten += series_masks.write(o->out, o->dicom_seg);
       if (failed)
         fail("", std::to_string(failed) + " of " +
                      std::to_string(static_cast<int64_t>(inputs.size()) + unlisted_folders) + " inputs could not be read");
+      if (unwritten) fail("", std::to_string(unwritten) + " DICOM Segmentation(s) could not be written");
     };
   });
 }

@@ -281,6 +281,8 @@ std::string read_dicom_pixel_bytes(const std::string& path) {
   return std::string(reinterpret_cast<const char*>(bytes), element->getLength());
 }
 
+void load_dicom_header(DcmFileFormat& file, const std::string& path) { load(file, path, true); }
+
 std::optional<DicomSliceGeometry> read_dicom_slice_geometry(const std::string& path) {
   DcmFileFormat file;
   load(file, path, true);

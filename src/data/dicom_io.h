@@ -14,6 +14,8 @@
 
 #include <opencv2/core.hpp>
 
+class DcmFileFormat;  // DCMTK
+
 namespace medsad::data {
 
 struct DicomWindow {
@@ -57,6 +59,10 @@ struct DicomSliceGeometry {
   std::array<double, 2> spacing{};        // Pixel Spacing: between rows, between columns
   std::string series;                     // Series Instance UID
 };
+
+// Loads the header of `path` into `file` (values over 4 kB, such as the pixel data, left unread),
+// with DCMTK set up as the readers here use it. Throws Error(path, ...) as read_dicom_image.
+void load_dicom_header(DcmFileFormat& file, const std::string& path);
 
 // The geometry of a DICOM file, or nothing when its header lacks position, orientation or
 // pixel spacing (secondary captures, most ultrasound). Throws Error as read_dicom_image.

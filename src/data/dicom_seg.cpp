@@ -1,0 +1,211 @@
+#include "data/dicom_seg.h"
+
+#include <filesystem>
+#include <memory>
+
+#include <dcmtk/config/osconfig.h>  // first, as DCMTK requires
+#include <dcmtk/dcmdata/dcdeftag.h>
+#include <dcmtk/dcmdata/dcfilefo.h>
+#include <dcmtk/dcmdata/dcuid.h>
+#include <dcmtk/dcmfg/fgderimg.h>
+#include <dcmtk/dcmfg/fgfracon.h>
+#include <dcmtk/dcmfg/fgpixmsr.h>
+#include <dcmtk/dcmfg/fgplanor.h>
+#include <dcmtk/dcmfg/fgplanpo.h>
+#include <dcmtk/dcmiod/iodreferences.h>
+#include <dcmtk/dcmseg/segdoc.h>
+#include <dcmtk/dcmseg/segment.h>
+
+#include "core/error.h"
+#include "data/dicom_io.h"
+
+namespace medsad::data {
+namespace {
+
+// What a frame needs from its source's header. Positions and orientations stay the source's own
+// decimal strings, so that the segmentation places each frame exactly where its image is.
+struct SourceHeader {
+  std::string sop_class, sop_instance;
+  int rows = 0, columns = 0;
+  std::vector<std::string> position, orientation, spacing;  // 3, 6, 2 values, or empty
+  std::string thickness;
+};
+
+std::vector<std::string> strings_of(DcmDataset* data, const DcmTagKey& tag, unsigned long count) {
+  std::vector<std::string> values;
+  for (unsigned long i = 0; i < count; ++i) {
+    OFString value;
+    if (data->findAndGetOFString(tag, value, i).bad() || value.empty()) return {};
+    values.emplace_back(value.c_str());
+  }
+  return values;
+}
+
+SourceHeader read_source_header(DcmFileFormat& file, const std::string& path) {
+  DcmDataset* data = file.getDataset();
+  SourceHeader h;
+  OFString sop_class, sop_instance;
+  Uint16 rows = 0, columns = 0;
+  if (data->findAndGetOFString(DCM_SOPClassUID, sop_class).bad() ||
+      data->findAndGetOFString(DCM_SOPInstanceUID, sop_instance).bad() || sop_instance.empty())
+    fail(path, "no SOP Class or Instance UID: a segmentation cannot reference it");
+  if (data->findAndGetUint16(DCM_Rows, rows).bad() || data->findAndGetUint16(DCM_Columns, columns).bad())
+    fail(path, "no Rows or Columns");
+  h.sop_class = sop_class.c_str();
+  h.sop_instance = sop_instance.c_str();
+  h.rows = rows;
+  h.columns = columns;
+  h.position = strings_of(data, DCM_ImagePositionPatient, 3);
+  h.orientation = strings_of(data, DCM_ImageOrientationPatient, 6);
+  h.spacing = strings_of(data, DCM_PixelSpacing, 2);
+  const auto thickness = strings_of(data, DCM_SliceThickness, 1);
+  if (!thickness.empty()) h.thickness = thickness[0];
+  return h;
+}
+
+void check(const OFCondition& status, const std::string& path, const std::string& what) {
+  if (status.bad()) fail(path, "cannot " + what + " (" + status.text() + ")");
+}
+
+}  // namespace
+
+void write_dicom_segmentation(const std::string& path, const std::vector<SegmentationFrame>& frames,
+                              const std::string& description) {
+  if (frames.empty()) fail(path, "no frames to write");
+  std::vector<DcmFileFormat> files(frames.size());
+  std::vector<SourceHeader> headers;
+  for (size_t i = 0; i < frames.size(); ++i) {
+    load_dicom_header(files[i], frames[i].source);
+    headers.push_back(read_source_header(files[i], frames[i].source));
+    const auto& mask = frames[i].mask;
+    if (mask.dim() != 2 || mask.size(0) != headers[i].rows || mask.size(1) != headers[i].columns)
+      fail(frames[i].source, "its mask is not " + std::to_string(headers[i].rows) + "x" +
+                                 std::to_string(headers[i].columns) + ", the image's size");
+    if (headers[i].rows != headers[0].rows || headers[i].columns != headers[0].columns)
+      fail(frames[i].source, "a different size from " + frames[0].source + ": one segmentation holds one size");
+  }
+  // Pixel sizes are given when every source has the same; frames are placed by their position
+  // only when every source also has one, in one orientation.
+  bool measured = true, placed = true;
+  for (const auto& h : headers) {
+    measured = measured && h.spacing.size() == 2 && h.spacing == headers[0].spacing;
+    placed = placed && h.position.size() == 3 && h.orientation.size() == 6 && h.orientation == headers[0].orientation;
+  }
+  placed = placed && measured;
+
+  DcmSegmentation* created = nullptr;
+  const IODGeneralEquipmentModule::EquipmentInfo equipment("medsad", "MedSAD-CLIP", "1", "medsad");
+  const ContentIdentificationMacro content("1", "LESION", description, "");  // creator: a person's name, none
+  check(DcmSegmentation::createBinarySegmentation(created, static_cast<Uint16>(headers[0].rows),
+                                                  static_cast<Uint16>(headers[0].columns), equipment, content),
+        path, "create a segmentation");
+  std::unique_ptr<DcmSegmentation> seg(created);
+  check(seg->importFromSourceImage(*files[0].getDataset()), frames[0].source, "take its patient and study");
+  // Headers in the wild break their own value representations (a Study Time of the wrong form),
+  // and DCMTK will not write such a value: an imported value that fails its VR's check is emptied
+  // (the patient and study attributes that may fail it are type 2, present but possibly empty).
+  DcmItem& imported = *seg->getData();
+  for (unsigned long i = 0; i < imported.card(); ++i) {
+    DcmElement* element = imported.getElement(i);
+    if (element->ident() != EVR_SQ && element->checkValue().bad()) element->putString("");
+  }
+  // Without the source's frame of reference (none, or an empty or broken UID) frames cannot be
+  // placed, and the segmentation has none either (the module is conditional in its IOD).
+  OFString frame_of_reference;
+  if (imported.findAndGetOFString(DCM_FrameOfReferenceUID, frame_of_reference).bad() || frame_of_reference.empty()) {
+    imported.findAndDeleteElement(DCM_FrameOfReferenceUID);
+    seg->getFrameOfReference().makeOptional();
+    placed = false;
+  }
+  check(seg->getSeries().setSeriesDescription(description.substr(0, 64), OFFalse), path, "set the series");
+  check(seg->getSeries().setSeriesNumber("900"), path, "set the series number");
+
+  DcmSegment* segment = nullptr;
+  check(DcmSegment::create(segment, "Lesion", CodeSequenceMacro("49755003", "SCT", "Morphologically Altered Structure"),
+                           CodeSequenceMacro("52988006", "SCT", "Lesion"), DcmSegTypes::SAT_AUTOMATIC, "MedSAD-CLIP"),
+        path, "create the segment");
+  Uint16 segment_number = 0;
+  check(seg->addSegment(segment, segment_number), path, "add the segment");  // takes ownership
+
+  // Dimensions: the segment, then (for placed frames) the position in the patient.
+  char organization[100];
+  dcmGenerateUniqueIdentifier(organization, SITE_INSTANCE_UID_ROOT);
+  auto& dimensions = seg->getDimensions();
+  check(dimensions.addDimensionIndex(DCM_ReferencedSegmentNumber, organization, DCM_SegmentIdentificationSequence,
+                                     "ReferencedSegmentNumber"),
+        path, "add a dimension");
+  if (measured) {
+    FGPixelMeasures measures;
+    check(measures.setPixelSpacing((headers[0].spacing[0] + "\\" + headers[0].spacing[1]).c_str()), path,
+          "set the pixel spacing");
+    if (!headers[0].thickness.empty())
+      check(measures.setSliceThickness(headers[0].thickness.c_str()), path, "set the slice thickness");
+    check(seg->addForAllFrames(measures), path, "add the pixel measures");
+  }
+  if (placed) {
+    check(dimensions.addDimensionIndex(DCM_ImagePositionPatient, organization, DCM_PlanePositionSequence,
+                                       "ImagePositionPatient"),
+          path, "add a dimension");
+    const auto& o = headers[0].orientation;
+    std::unique_ptr<FGPlaneOrientationPatient> orientation(
+        FGPlaneOrientationPatient::createMinimal(o[0].c_str(), o[1].c_str(), o[2].c_str(), o[3].c_str(),
+                                                 o[4].c_str(), o[5].c_str()));
+    if (!orientation) fail(frames[0].source, "its Image Orientation (Patient) is not valid");
+    check(seg->addForAllFrames(*orientation), path, "add the plane orientation");
+  }
+
+  for (size_t i = 0; i < frames.size(); ++i) {
+    const auto& h = headers[i];
+    auto bytes = (frames[i].mask != 0).to(torch::kUInt8).contiguous();  // one byte per pixel, 0 or 1
+    FGFrameContent frame_content;
+    check(frame_content.setDimensionIndexValues(segment_number, 0), path, "set a dimension index");
+    std::unique_ptr<FGPlanePosPatient> position;
+    if (placed) {
+      // The n-th distinct position along the stack: 1-based in the frames' order.
+      check(frame_content.setDimensionIndexValues(static_cast<Uint32>(i + 1), 1), path, "set a dimension index");
+      position.reset(FGPlanePosPatient::createMinimal(h.position[0].c_str(), h.position[1].c_str(),
+                                                      h.position[2].c_str()));
+      if (!position) fail(frames[i].source, "its Image Position (Patient) is not valid");
+    }
+    ImageSOPInstanceReferenceMacro* reference = nullptr;
+    check(ImageSOPInstanceReferenceMacro::create(h.sop_class.c_str(), h.sop_instance.c_str(), reference),
+          frames[i].source, "reference it");
+    const OFVector<ImageSOPInstanceReferenceMacro> derived_from(1, *reference);
+    delete reference;
+    std::unique_ptr<FGDerivationImage> derivation(
+        DcmSegmentation::createDerivationImageFG(derived_from, "MedSAD-CLIP lesion mask at its calibrated threshold"));
+    if (!derivation) fail(frames[i].source, "cannot make the derivation reference");
+    OFVector<FGBase*> per_frame;
+    per_frame.push_back(&frame_content);
+    per_frame.push_back(derivation.get());
+    if (position) per_frame.push_back(position.get());
+    check(seg->addFrame(bytes.data_ptr<uint8_t>(), segment_number, per_frame), path, "add a frame");
+  }
+
+  IODReferences references;
+  OFVector<OFString> sources;
+  for (const auto& frame : frames) sources.push_back(frame.source.c_str());
+  references.addFromFiles(sources, IODReference::LEVEL_STUDY);  // each with its series and study
+  OFString study;
+  files[0].getDataset()->findAndGetOFString(DCM_StudyInstanceUID, study);
+  seg->getCommonInstanceReference().addReferences(references, study);
+
+  DcmFileFormat out;
+  check(seg->writeDataset(*out.getDataset()), path, "make the segmentation");
+  if (!placed) {  // frames not placed in the patient: the image's orientation is then required (type 2C)
+    OFString orientation;
+    files[0].getDataset()->findAndGetOFStringArray(DCM_PatientOrientation, orientation);
+    check(out.getDataset()->putAndInsertOFStringArray(DCM_PatientOrientation, orientation), path,
+          "set the patient orientation");
+  }
+  const std::string partial = path + ".partial";
+  check(out.saveFile(partial.c_str(), EXS_LittleEndianExplicit), path, "write");
+  std::error_code ec;
+  std::filesystem::rename(partial, path, ec);
+  if (ec) {
+    std::filesystem::remove(partial, ec);
+    fail(path, "cannot move the written file into place");
+  }
+}
+
+}  // namespace medsad::data
