@@ -80,7 +80,9 @@ Volume to_ras(const torch::Tensor& file_order, const nifti_image& image, const s
     const int64_t out_dim = 2 - physical, file_dim = 2 - axis;
     permutation[static_cast<size_t>(out_dim)] = file_dim;
     if (codes[axis] % 2 == 0) flips.push_back(out_dim);
-    volume.spacing_mm[static_cast<size_t>(out_dim)] = std::abs(pixdim[axis]);
+    // A size of 0 (a 2-D file's third axis) or one not a number says nothing: 1 mm.
+    const double size = std::abs(pixdim[axis]);
+    volume.spacing_mm[static_cast<size_t>(out_dim)] = size > 0 && std::isfinite(size) ? size : 1.0;
   }
   auto canonical = file_order.permute(permutation);  // [S, A, R]
   if (!flips.empty()) canonical = canonical.flip(flips);
@@ -261,10 +263,12 @@ Volume read_nifti_volume(const std::string& given_path, int64_t volume_index) {
                                    std::to_string(image->nvox) + " voxels), " + std::to_string(held) + " present");
   if (nifti_image_load(image.get()) != 0 || image->data == nullptr) fail(path, "cannot read the voxel data");
 
-  const auto per_volume = static_cast<size_t>(image->nx * image->ny * image->nz);
+  // A 1-D or 2-D file is a volume of one row or one slice (niftilib leaves the missing sizes 0).
+  const int64_t ni = image->nx, nj = image->dim[0] >= 2 ? image->ny : 1, nk = image->dim[0] >= 3 ? image->nz : 1;
+  const auto per_volume = static_cast<size_t>(ni * nj * nk);
   const auto flat = voxels_as_float(*image, per_volume * static_cast<size_t>(std::max<int64_t>(volume_index, 0)),
                                     per_volume, path);
-  const auto file_order = flat.view({image->nz, image->ny, image->nx});  // [nk, nj, ni], i fastest
+  const auto file_order = flat.view({nk, nj, ni});  // i fastest
   Volume volume = to_ras(file_order, *image, path);
   NiftiImage geometry(nifti_copy_nim_info(image.get()), nifti_image_free);  // the header without voxels
   volume.header = std::make_shared<const NiftiHeader>(NiftiHeader{std::move(geometry), version});

@@ -288,6 +288,24 @@ TEST(NiftiVolume, AVolumeOfAFileOfSeveralIsPickedByItsIndex) {
   EXPECT_TRUE(torch::equal(read_nifti_volume(dir.file("mask.nii")).voxels > 0.5, fifth.voxels > 4010));
 }
 
+TEST(NiftiVolume, ATwoDimensionalFileIsAVolumeOfOneSlice) {
+  ScratchDir dir;
+  const int64_t dims[8] = {2, 5, 4, 0, 0, 0, 0, 0};
+  std::unique_ptr<nifti_image, void (*)(nifti_image*)> image(nifti_make_new_nim(dims, DT_FLOAT32, 1), nifti_image_free);
+  ASSERT_TRUE(image);
+  for (int64_t v = 0; v < 20; ++v) static_cast<float*>(image->data)[v] = static_cast<float>(v) + 0.5f;
+  image->qform_code = image->sform_code = 0;
+  image->pixdim[1] = image->dx = 0.5;
+  image->pixdim[2] = image->dy = 0.75;
+  const std::string path = dir.file("plane.nii");
+  nifti_set_filenames(image.get(), path.c_str(), 0, 1);
+  nifti_image_write(image.get());
+
+  const Volume volume = read_nifti_volume(path);
+  EXPECT_TRUE(torch::equal(volume.voxels, torch::arange(20, torch::kFloat32).add(0.5f).view({1, 4, 5})));
+  EXPECT_EQ(volume.spacing_mm, (std::array<double, 3>{1.0, 0.75, 0.5}));  // no slice thickness: 1 mm
+}
+
 TEST(NiftiVolume, Uint8GzipWithoutOrientationIsTakenAsRasUnscaled) {
   ScratchDir dir;
   const std::array<int, 3> size{5, 4, 3};
