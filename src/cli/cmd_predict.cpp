@@ -38,7 +38,7 @@ namespace fs = std::filesystem;
 namespace {
 
 void predict_volume_file(model::MedSadClipImpl& model, const clip::ImagePreprocess& preprocess,
-                         const model::Calibration& calibration, const std::string& path, eval::SliceAxis axis,
+                         const model::Calibration& calibration, const std::string& path, data::SliceAxis axis,
                          int64_t volume_index, int64_t batch, const std::string& out_dir, std::string out_name) {
   const auto volume = data::read_nifti_volume(path, volume_index);
   if (volume_index >= 0) out_name += "_vol" + std::to_string(volume_index);
@@ -49,13 +49,13 @@ void predict_volume_file(model::MedSadClipImpl& model, const clip::ImagePreproce
     fail(path, e.problem());
   }
   const auto mask = prediction.anomaly_map >= calibration.pixel_threshold;  // [S, A, R]
-  const int64_t d = eval::axis_dim(axis);
+  const int64_t d = data::axis_dim(axis);
   std::string csv = "slice,score,decision,lesion_fraction\n";
   for (size_t k = 0; k < prediction.slice_scores.size(); ++k) {
     const double score = prediction.slice_scores[k];
     const double fraction = mask.select(d, static_cast<int64_t>(k)).to(torch::kFloat64).mean().item<double>();
     const char* decision = score >= calibration.image_threshold ? "abnormal" : "normal";
-    nlohmann::json line = {{"path", path}, {"axis", eval::to_string(axis)}, {"slice", k}, {"score", score},
+    nlohmann::json line = {{"path", path}, {"axis", data::to_string(axis)}, {"slice", k}, {"score", score},
                            {"decision", decision}, {"threshold", calibration.image_threshold},
                            {"lesion_fraction", fraction}};
     if (volume_index >= 0) line["volume"] = volume_index;
@@ -190,7 +190,7 @@ void setup_predict_command(CLI::App& app, Action& action) {
         try {
           if (data::is_nifti_path(inputs[i])) {
             predict_volume_file(*trained.model, trained.preprocess, calibration, inputs[i],
-                                eval::parse_slice_axis(o->axis), o->volume_index, o->batch, o->out, names[i]);
+                                data::parse_slice_axis(o->axis), o->volume_index, o->batch, o->out, names[i]);
           } else if (data::is_multiframe_dicom(inputs[i])) {
             if (o->dicom_seg)
               std::fprintf(stderr, "medsad: note: %s: no DICOM Segmentation for a multi-frame file (not supported)\n",
