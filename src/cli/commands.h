@@ -65,6 +65,7 @@ void setup_train_command(CLI::App& app, Action& action);
 void setup_eval_command(CLI::App& app, Action& action);
 void setup_predict_command(CLI::App& app, Action& action);
 void setup_synth_command(CLI::App& app, Action& action);
+void setup_slices_command(CLI::App& app, Action& action);
 void setup_baseline_command(CLI::App& app, Action& action);
 void setup_serve_command(CLI::App& app, Action& action);
 

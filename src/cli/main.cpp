@@ -55,6 +55,7 @@ int main(int argc, char** argv) {
   medsad::cli::setup_eval_command(app, action);
   medsad::cli::setup_predict_command(app, action);
   medsad::cli::setup_synth_command(app, action);
+  medsad::cli::setup_slices_command(app, action);
   medsad::cli::setup_baseline_command(app, action);
   medsad::cli::setup_serve_command(app, action);
 

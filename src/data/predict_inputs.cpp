@@ -24,13 +24,12 @@ std::string volume_extension(const std::string& path) {
   return "";
 }
 
-// The file name without its volume extension.
+}  // namespace
+
 std::string volume_stem(const std::string& path) {
   const std::string name = fs::path(path).filename().string();
   return name.substr(0, name.size() - volume_extension(path).size());
 }
-
-}  // namespace
 
 bool is_nifti_path(const std::string& path) { return !volume_extension(path).empty(); }
 

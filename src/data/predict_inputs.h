@@ -9,6 +9,9 @@ namespace medsad::data {
 // A NIfTI volume by its name: .nii, .nii.gz, or either half of a .hdr/.img pair (any case).
 bool is_nifti_path(const std::string& path);
 
+// The file name without its volume extension (.nii.gz whole): "sub-01_T1w.nii.gz" -> "sub-01_T1w".
+std::string volume_stem(const std::string& path);
+
 // A DICOM file of several frames; false for anything else, unreadable files included (the image
 // reader reports those).
 bool is_multiframe_dicom(const std::string& path);
