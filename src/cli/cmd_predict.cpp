@@ -82,11 +82,13 @@ void write_image_outputs(const std::string& out_dir, const std::string& name, co
 }
 
 // A multi-frame DICOM file (cine, enhanced CT/MR) is scored frame by frame: one JSON line per
-// frame; with --out, NAME_frames.csv and each frame's images as NAME_frameK_*.png.
-void predict_frames_file(model::MedSadClipImpl& model, const clip::ImagePreprocess& preprocess,
-                         const model::Calibration& calibration, const std::string& path, int64_t batch,
-                         const std::string& out_dir, const std::string& out_name) {
+// frame; with --out, NAME_frames.csv and each frame's images as NAME_frameK_*.png, and with
+// `dicom_seg` NAME_seg.dcm. Returns 1 if that segmentation could not be written (said on stderr).
+int predict_frames_file(model::MedSadClipImpl& model, const clip::ImagePreprocess& preprocess,
+                        const model::Calibration& calibration, const std::string& path, int64_t batch,
+                        const std::string& out_dir, const std::string& out_name, bool dicom_seg) {
   const auto frames = data::read_dicom_frames(path);
+  std::vector<data::SegmentationFrame> masks;  // for dicom_seg
   const int digits = static_cast<int>(std::to_string(frames.size() - 1).size());
   std::string csv = "frame,score,decision,lesion_fraction\n";
   for (size_t start = 0; start < frames.size(); start += static_cast<size_t>(batch)) {
@@ -110,10 +112,21 @@ void predict_frames_file(model::MedSadClipImpl& model, const clip::ImagePreproce
       std::string number = std::to_string(k);
       number.insert(0, static_cast<size_t>(digits) - number.size(), '0');
       write_image_outputs(out_dir, out_name + "_frame" + number, images[i], results[i].map, lesion);
+      if (dicom_seg) masks.push_back({path, lesion, static_cast<int64_t>(k + 1)});
     }
     std::fflush(stdout);
   }
-  if (!out_dir.empty()) write_file_atomic((fs::path(out_dir) / (out_name + "_frames.csv")).string(), csv);
+  if (out_dir.empty()) return 0;
+  write_file_atomic((fs::path(out_dir) / (out_name + "_frames.csv")).string(), csv);
+  if (!dicom_seg) return 0;
+  try {
+    data::write_dicom_segmentation((fs::path(out_dir) / (out_name + "_seg.dcm")).string(), masks,
+                                   "MedSAD-CLIP lesion mask");
+  } catch (const Error& e) {
+    std::fprintf(stderr, "medsad: error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
 }
 
 }  // namespace
@@ -192,10 +205,8 @@ void setup_predict_command(CLI::App& app, Action& action) {
             predict_volume_file(*trained.model, trained.preprocess, calibration, inputs[i],
                                 data::parse_slice_axis(o->axis), o->volume_index, o->batch, o->out, names[i]);
           } else if (data::is_multiframe_dicom(inputs[i])) {
-            if (o->dicom_seg)
-              std::fprintf(stderr, "medsad: note: %s: no DICOM Segmentation for a multi-frame file (not supported)\n",
-                           inputs[i].c_str());
-            predict_frames_file(*trained.model, trained.preprocess, calibration, inputs[i], o->batch, o->out, names[i]);
+            unwritten += predict_frames_file(*trained.model, trained.preprocess, calibration, inputs[i], o->batch,
+                                             o->out, names[i], o->dicom_seg);
           } else {
             image_paths.push_back(inputs[i]);
             image_names.push_back(names[i]);

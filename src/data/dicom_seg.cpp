@@ -1,6 +1,8 @@
 #include "data/dicom_seg.h"
 
+#include <algorithm>
 #include <filesystem>
+#include <map>
 #include <memory>
 
 #include <dcmtk/config/osconfig.h>  // first, as DCMTK requires
@@ -31,7 +33,7 @@ struct SourceHeader {
   std::string thickness;
 };
 
-std::vector<std::string> strings_of(DcmDataset* data, const DcmTagKey& tag, unsigned long count) {
+std::vector<std::string> strings_of(DcmItem* data, const DcmTagKey& tag, unsigned long count) {
   std::vector<std::string> values;
   for (unsigned long i = 0; i < count; ++i) {
     OFString value;
@@ -41,7 +43,22 @@ std::vector<std::string> strings_of(DcmDataset* data, const DcmTagKey& tag, unsi
   return values;
 }
 
-SourceHeader read_source_header(DcmFileFormat& file, const std::string& path) {
+// The first item of functional group `macro` (e.g. the Plane Position Sequence) for frame `frame`
+// (1-based) of an enhanced multi-frame image: the frame's own, else the shared one; null if none.
+DcmItem* functional_group(DcmDataset* data, const DcmTagKey& macro, int64_t frame) {
+  DcmItem *groups = nullptr, *item = nullptr;
+  if (data->findAndGetSequenceItem(DCM_PerFrameFunctionalGroupsSequence, groups, static_cast<int>(frame - 1)).good() &&
+      groups->findAndGetSequenceItem(macro, item).good())
+    return item;
+  if (data->findAndGetSequenceItem(DCM_SharedFunctionalGroupsSequence, groups).good() &&
+      groups->findAndGetSequenceItem(macro, item).good())
+    return item;
+  return nullptr;
+}
+
+// `frame`: 0 for a single-frame image, whose geometry is in its top-level tags; k >= 1 for frame
+// k of a multi-frame one, whose geometry (if any) is in its functional groups.
+SourceHeader read_source_header(DcmFileFormat& file, const std::string& path, int64_t frame) {
   DcmDataset* data = file.getDataset();
   SourceHeader h;
   OFString sop_class, sop_instance;
@@ -55,12 +72,35 @@ SourceHeader read_source_header(DcmFileFormat& file, const std::string& path) {
   h.sop_instance = sop_instance.c_str();
   h.rows = rows;
   h.columns = columns;
-  h.position = strings_of(data, DCM_ImagePositionPatient, 3);
-  h.orientation = strings_of(data, DCM_ImageOrientationPatient, 6);
-  h.spacing = strings_of(data, DCM_PixelSpacing, 2);
-  const auto thickness = strings_of(data, DCM_SliceThickness, 1);
+  DcmItem *position = data, *orientation = data, *measures = data;
+  if (frame > 0) {
+    Sint32 frames = 1;
+    data->findAndGetSint32(DCM_NumberOfFrames, frames);
+    if (frame > frames)
+      fail(path, "has no frame " + std::to_string(frame) + " (" + std::to_string(frames) + " frames)");
+    position = functional_group(data, DCM_PlanePositionSequence, frame);
+    orientation = functional_group(data, DCM_PlaneOrientationSequence, frame);
+    measures = functional_group(data, DCM_PixelMeasuresSequence, frame);
+  }
+  if (position) h.position = strings_of(position, DCM_ImagePositionPatient, 3);
+  if (orientation) h.orientation = strings_of(orientation, DCM_ImageOrientationPatient, 6);
+  if (measures) h.spacing = strings_of(measures, DCM_PixelSpacing, 2);
+  const auto thickness = measures ? strings_of(measures, DCM_SliceThickness, 1) : std::vector<std::string>{};
   if (!thickness.empty()) h.thickness = thickness[0];
   return h;
+}
+
+// The storage classes whose images the standard makes single-frame: a reference to them names no
+// frame (PS3.3 C.10.6 via dciodvfy: "shall not be present for a SOP class that is not multi-frame").
+bool is_single_frame_class(const std::string& sop_class) {
+  static const char* const kSingleFrame[] = {
+      UID_CTImageStorage, UID_MRImageStorage, UID_ComputedRadiographyImageStorage, UID_UltrasoundImageStorage,
+      UID_SecondaryCaptureImageStorage, UID_PositronEmissionTomographyImageStorage,
+      UID_DigitalXRayImageStorageForPresentation, UID_DigitalXRayImageStorageForProcessing,
+      UID_DigitalMammographyXRayImageStorageForPresentation, UID_DigitalMammographyXRayImageStorageForProcessing,
+      UID_DigitalIntraOralXRayImageStorageForPresentation, UID_DigitalIntraOralXRayImageStorageForProcessing};
+  return std::any_of(std::begin(kSingleFrame), std::end(kSingleFrame),
+                     [&](const char* uid) { return sop_class == uid; });
 }
 
 void check(const OFCondition& status, const std::string& path, const std::string& what) {
@@ -72,11 +112,16 @@ void check(const OFCondition& status, const std::string& path, const std::string
 void write_dicom_segmentation(const std::string& path, const std::vector<SegmentationFrame>& frames,
                               const std::string& description) {
   if (frames.empty()) fail(path, "no frames to write");
-  std::vector<DcmFileFormat> files(frames.size());
+  std::vector<std::unique_ptr<DcmFileFormat>> files;  // each source once, in order of first use
+  std::map<std::string, size_t> file_of;
   std::vector<SourceHeader> headers;
   for (size_t i = 0; i < frames.size(); ++i) {
-    load_dicom_header(files[i], frames[i].source);
-    headers.push_back(read_source_header(files[i], frames[i].source));
+    auto [at, added] = file_of.emplace(frames[i].source, files.size());
+    if (added) {
+      files.push_back(std::make_unique<DcmFileFormat>());
+      load_dicom_header(*files.back(), frames[i].source);
+    }
+    headers.push_back(read_source_header(*files[at->second], frames[i].source, frames[i].frame));
     const auto& mask = frames[i].mask;
     if (mask.dim() != 2 || mask.size(0) != headers[i].rows || mask.size(1) != headers[i].columns)
       fail(frames[i].source, "its mask is not " + std::to_string(headers[i].rows) + "x" +
@@ -100,7 +145,7 @@ void write_dicom_segmentation(const std::string& path, const std::vector<Segment
                                                   static_cast<Uint16>(headers[0].columns), equipment, content),
         path, "create a segmentation");
   std::unique_ptr<DcmSegmentation> seg(created);
-  check(seg->importFromSourceImage(*files[0].getDataset()), frames[0].source, "take its patient and study");
+  check(seg->importFromSourceImage(*files[0]->getDataset()), frames[0].source, "take its patient and study");
   // Headers in the wild break their own value representations (a Study Time of the wrong form),
   // and DCMTK will not write such a value: an imported value that fails its VR's check is emptied
   // (the patient and study attributes that may fail it are type 2, present but possibly empty).
@@ -170,6 +215,14 @@ void write_dicom_segmentation(const std::string& path, const std::vector<Segment
     ImageSOPInstanceReferenceMacro* reference = nullptr;
     check(ImageSOPInstanceReferenceMacro::create(h.sop_class.c_str(), h.sop_instance.c_str(), reference),
           frames[i].source, "reference it");
+    // The frame number is set apart: DCMTK 3.6.7's create() with frames puts numbers into the
+    // Integer String element as binary and fails. A file of a single-frame class that holds
+    // several frames anyway (as some legacy MR does) may not be referenced by frame.
+    if (frames[i].frame > 0 && !is_single_frame_class(h.sop_class)) {
+      const OFCondition status = reference->addReferencedFrameNumber(static_cast<Uint16>(frames[i].frame));
+      if (status.bad()) delete reference;
+      check(status, frames[i].source, "reference its frame");
+    }
     const OFVector<ImageSOPInstanceReferenceMacro> derived_from(1, *reference);
     delete reference;
     std::unique_ptr<FGDerivationImage> derivation(
@@ -184,17 +237,17 @@ void write_dicom_segmentation(const std::string& path, const std::vector<Segment
 
   IODReferences references;
   OFVector<OFString> sources;
-  for (const auto& frame : frames) sources.push_back(frame.source.c_str());
+  for (const auto& [source, index] : file_of) sources.push_back(source.c_str());
   references.addFromFiles(sources, IODReference::LEVEL_STUDY);  // each with its series and study
   OFString study;
-  files[0].getDataset()->findAndGetOFString(DCM_StudyInstanceUID, study);
+  files[0]->getDataset()->findAndGetOFString(DCM_StudyInstanceUID, study);
   seg->getCommonInstanceReference().addReferences(references, study);
 
   DcmFileFormat out;
   check(seg->writeDataset(*out.getDataset()), path, "make the segmentation");
   if (!placed) {  // frames not placed in the patient: the image's orientation is then required (type 2C)
     OFString orientation;
-    files[0].getDataset()->findAndGetOFStringArray(DCM_PatientOrientation, orientation);
+    files[0]->getDataset()->findAndGetOFStringArray(DCM_PatientOrientation, orientation);
     check(out.getDataset()->putAndInsertOFStringArray(DCM_PatientOrientation, orientation), path,
           "set the patient orientation");
   }

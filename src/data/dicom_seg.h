@@ -4,9 +4,9 @@
 // One binary segment ("Lesion": SNOMED CT 52988006, category 49755003 morphologically altered
 // structure, made by an automatic algorithm), one frame per source image. The object joins the
 // source's patient, study and frame of reference, opens a series of its own, and references
-// every source image (Common Instance Reference, and each frame's Derivation Image). Sources with
-// a plane position and orientation give each frame its position, so the frames need not follow
-// the sources' order to be placed.
+// every source image (Common Instance Reference, and each frame's Derivation Image, with the
+// source frame's number for a multi-frame image). Sources with a plane position and orientation
+// (an enhanced multi-frame image's in its functional groups) give each frame its position.
 #pragma once
 #include <string>
 #include <vector>
@@ -16,8 +16,9 @@
 namespace medsad::data {
 
 struct SegmentationFrame {
-  std::string source;  // a single-frame DICOM image
-  torch::Tensor mask;  // [rows, columns] of the source, nonzero = lesion
+  std::string source;     // a DICOM image
+  torch::Tensor mask;     // [rows, columns] of the source, nonzero = lesion
+  int64_t frame = 0;      // of a multi-frame source, which frame (1-based); 0: a single-frame image
 };
 
 // Writes `frames` (all from one study, of one size) as a DICOM Segmentation to `path`,

