@@ -248,10 +248,12 @@ void write_dicom_segmentation(const std::string& path, const std::vector<Segment
     check(seg->addFrame(bytes.data_ptr<uint8_t>(), segment_number, per_frame), path, "add a frame");
   }
 
+  // Each source once, each with its series and study, from the headers already loaded.
   IODReferences references;
-  OFVector<OFString> sources;
-  for (const auto& [source, index] : file_of) sources.push_back(source.c_str());
-  references.addFromFiles(sources, IODReference::LEVEL_STUDY);  // each with its series and study
+  for (const auto& file : files) {
+    auto reference = std::make_unique<IODImageReference>(IODReference::LEVEL_STUDY);
+    if (reference->readFromItem(*file->getDataset()) && references.add(reference.get())) reference.release();
+  }
   OFString study;
   files[0]->getDataset()->findAndGetOFString(DCM_StudyInstanceUID, study);
   seg->getCommonInstanceReference().addReferences(references, study);
