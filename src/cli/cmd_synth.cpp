@@ -17,6 +17,7 @@ void setup_synth_command(CLI::App& app, Action& action) {
   struct Options {
     data::SynthOptions synth;
     std::vector<std::string> volumes, masks;
+    std::vector<int64_t> volume_indices;
     std::string difficulty = "medium";
     double variation = 1;
   };
@@ -29,6 +30,10 @@ void setup_synth_command(CLI::App& app, Action& action) {
   auto* mask_option = cmd->add_option("--brain-mask", o->masks,
                                       "brain mask of the --volume before it (brain = voxels > 0); without "
                                       "one, that volume must be brain-extracted");
+  auto* index_option = cmd->add_option("--volume-index", o->volume_indices,
+                                       "of a 4-D --volume (e.g. a Decathlon case's contrasts): which volume, "
+                                       "0-based; follows that --volume")
+                           ->check(CLI::NonNegativeNumber);
   cmd->add_option("--size", s.image_size, "image side in pixels (default 128)");
   cmd->add_option("--train", s.train_count, "training images (default 1200)");
   cmd->add_option("--valid", s.valid_count, "validation images (default 160)");
@@ -40,15 +45,16 @@ void setup_synth_command(CLI::App& app, Action& action) {
                   "per-image variation (warp, bias field, gamma, contrast, noise) as a multiple of the "
                   "default amplitudes: 0 none, 1 the default, at most 3");
   cmd->add_option("--montage", s.montage, "also write a PNG grid of examples with the lesions outlined");
-  cmd->callback([&action, o, cmd, volume_option, mask_option] {
-    action = [o, cmd, volume_option, mask_option] {
+  cmd->callback([&action, o, cmd, volume_option, mask_option, index_option] {
+    action = [o, cmd, volume_option, mask_option, index_option] {
       auto options = o->synth;
       options.difficulty = data::LesionDifficulty::from_name(o->difficulty);
       options.variation = data::VariationOptions::scaled(o->variation);
       if (!o->volumes.empty()) {
-        // CLI11 records every value in command-line order: a mask belongs to the volume before it.
+        // CLI11 records every value in command-line order: a mask or a volume index belongs to the
+        // volume before it.
         options.volumes.clear();
-        size_t next_volume = 0, next_mask = 0;
+        size_t next_volume = 0, next_mask = 0, next_index = 0;
         for (const CLI::Option* option : cmd->parse_order()) {
           if (option == volume_option) {
             options.volumes.push_back({o->volumes[next_volume++], ""});
@@ -57,10 +63,18 @@ void setup_synth_command(CLI::App& app, Action& action) {
             if (options.volumes.empty() || !options.volumes.back().brain_mask.empty())
               fail(mask, "--brain-mask must follow the --volume it belongs to (one mask per volume)");
             options.volumes.back().brain_mask = mask;
+          } else if (option == index_option) {
+            const int64_t index = o->volume_indices[next_index++];
+            if (options.volumes.empty() || options.volumes.back().volume_index >= 0)
+              fail("", "--volume-index " + std::to_string(index) +
+                           " must follow the --volume it belongs to (one index per volume)");
+            options.volumes.back().volume_index = index;
           }
         }
       } else if (!o->masks.empty()) {
         fail(o->masks.front(), "--brain-mask needs a --volume before it");
+      } else if (!o->volume_indices.empty()) {
+        fail("", "--volume-index needs a --volume before it (the default Colin27 volume is 3-D)");
       }
       const auto start = std::chrono::steady_clock::now();
       const auto summary = data::generate_benchmark(options);

@@ -120,7 +120,7 @@ nlohmann::json load_volumes(const SynthOptions& options, SlicePools& pools, Synt
   nlohmann::json sources = nlohmann::json::array();
   for (size_t v = 0; v < options.volumes.size(); ++v) {
     const auto& source = options.volumes[v];
-    const Volume volume = read_nifti_volume(source.image);
+    const Volume volume = read_nifti_volume(source.image, source.volume_index);
     const auto brain =
         source.brain_mask.empty() ? volume.voxels > 0 : read_nifti_mask(source.brain_mask, volume, source.image);
     auto slices = prepare_slices(volume, brain, static_cast<int64_t>(v), options, source.image);
@@ -138,6 +138,7 @@ nlohmann::json load_volumes(const SynthOptions& options, SlicePools& pools, Synt
     }
     sources.push_back({{"image", source.image},
                        {"image_sha256", sha256_file(source.image)},
+                       {"volume_index", source.volume_index},
                        {"brain_mask", source.brain_mask},
                        {"brain_mask_sha256", source.brain_mask.empty() ? "" : sha256_file(source.brain_mask)},
                        {"shape_sar", volume.voxels.sizes().vec()},
@@ -181,8 +182,10 @@ std::vector<SynthVolume> default_synth_volumes() {
 void SynthOptions::validate() const {
   if (out_dir.empty()) fail("", "no output folder given");
   if (volumes.empty()) fail("", "no volumes given");
-  for (const auto& volume : volumes)
+  for (const auto& volume : volumes) {
     if (volume.image.empty()) fail("", "a volume has an empty path");
+    if (volume.volume_index < -1) fail(volume.image, "volume index " + std::to_string(volume.volume_index) + " < 0");
+  }
   check_range("image size", static_cast<double>(image_size), 32, 1024);
   check_range("train count", static_cast<double>(train_count), 1, 1e6);
   check_range("valid count", static_cast<double>(valid_count), 1, 1e6);

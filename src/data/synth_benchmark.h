@@ -44,6 +44,8 @@ struct SynthVolume {
   std::string image;       // NIfTI T1-weighted volume
   std::string brain_mask;  // NIfTI brain mask or brain-extracted image on the image's grid (brain =
                            // voxels > 0); "": the image itself is brain-extracted
+  int64_t volume_index = -1;  // of a 4-D image (e.g. a Decathlon case's stacked contrasts), which
+                              // volume (read_nifti_volume); -1: the image must be a single volume
 };
 
 // Colin27's T1 and its brain extraction, from the Debian package mricron-data.
