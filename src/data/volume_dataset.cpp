@@ -127,11 +127,23 @@ VolumeSliceSummary write_volume_slices(const VolumeSliceOptions& options,
                          : static_cast<int64_t>(i) < counts[0] + counts[1] ? Split::Valid
                                                                             : Split::Test;
 
+  // The folder is new or empty: a run that fails leaves it as it was (or not there at all).
+  const bool created_root = !fs::exists(root, ec);
   const fs::path staging = root / kStagingName;
-  fs::remove_all(staging, ec);
+  const auto undo = [&] {
+    for (Split split : kSplits) fs::remove_all(root / to_string(split), ec);
+    fs::remove_all(staging, ec);
+    if (created_root) fs::remove(root, ec);
+  };
   for (Split split : kSplits)
-    for (const char* sub : {"good/img", "Ungood/img", "Ungood/anomaly_mask"})
-      fs::create_directories(staging / to_string(split) / sub);
+    for (const char* sub : {"good/img", "Ungood/img", "Ungood/anomaly_mask"}) {
+      fs::create_directories(staging / to_string(split) / sub, ec);
+      if (ec) {
+        const std::string problem = "cannot create the folder: " + ec.message();
+        undo();
+        fail(root.string(), problem);
+      }
+    }
 
   VolumeSliceSummary summary;
   nlohmann::json records = nlohmann::json::array();
@@ -140,7 +152,9 @@ VolumeSliceSummary write_volume_slices(const VolumeSliceOptions& options,
     for (size_t c = 0; c < cases.size(); ++c) {
       const auto& vc = cases[c];
       const Volume volume = read_nifti_volume(vc.image, options.volume_index);
-      const Volume label{read_nifti_mask(vc.label, volume, vc.image).to(torch::kFloat32), volume.spacing_mm};
+      Volume label;
+      label.voxels = read_nifti_mask(vc.label, volume, vc.image).to(torch::kFloat32);
+      label.spacing_mm = volume.spacing_mm;
       IntensityWindow window;
       try {
         window = volume_window(volume);
@@ -192,20 +206,20 @@ VolumeSliceSummary write_volume_slices(const VolumeSliceOptions& options,
       fs::rename(staging / to_string(split), root / to_string(split), ec);
       if (ec) fail((root / to_string(split)).string(), "cannot move the split into place: " + ec.message());
     }
+    const nlohmann::json record = {
+        {"generator", "medsad slices"},
+        {"options",
+         {{"images", options.images_dir}, {"labels", options.labels_dir}, {"image_suffix", options.image_suffix},
+          {"label_suffix", options.label_suffix}, {"volume_index", options.volume_index},
+          {"axis", to_string(options.axis)}, {"split", options.split}, {"seed", options.seed},
+          {"min_tissue", options.min_tissue}, {"min_lesion_pixels", options.min_lesion_pixels}}},
+        {"cases", records}};
+    write_file_atomic((root / "slices.json").string(), record.dump(1) + "\n");
   } catch (...) {
-    fs::remove_all(staging, ec);
+    undo();
     throw;
   }
   fs::remove_all(staging, ec);
-  const nlohmann::json record = {
-      {"generator", "medsad slices"},
-      {"options",
-       {{"images", options.images_dir}, {"labels", options.labels_dir}, {"image_suffix", options.image_suffix},
-        {"label_suffix", options.label_suffix}, {"volume_index", options.volume_index},
-        {"axis", to_string(options.axis)}, {"split", options.split}, {"seed", options.seed},
-        {"min_tissue", options.min_tissue}, {"min_lesion_pixels", options.min_lesion_pixels}}},
-      {"cases", records}};
-  write_file_atomic((root / "slices.json").string(), record.dump(1) + "\n");
   return summary;
 }
 

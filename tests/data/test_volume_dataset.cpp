@@ -111,7 +111,16 @@ TEST(VolumeSlices, CasesBecomeSlicesInTheMvfaLayoutSplitByCase) {
 TEST(VolumeSlices, BadCasesAndOptionsGiveOneLineAndWriteNothing) {
   ScratchDir dir;
   for (int i = 0; i < 3; ++i) write_case(dir.file("cases"), i);
+  // A failed run leaves --out as it found it: not there, or holding what it held.
   const auto expect_error = [&](VolumeSliceOptions options, const std::string& words) {
+    const bool existed = fs::exists(options.out_dir);
+    const auto entries = [&] {
+      std::set<std::string> names;
+      if (fs::exists(options.out_dir))
+        for (const auto& entry : fs::directory_iterator(options.out_dir)) names.insert(entry.path().filename());
+      return names;
+    };
+    const auto before = entries();
     try {
       (void)write_volume_slices(options);
       FAIL() << "no error for " << words;
@@ -119,7 +128,8 @@ TEST(VolumeSlices, BadCasesAndOptionsGiveOneLineAndWriteNothing) {
       EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
       EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << e.what();
     }
-    EXPECT_FALSE(fs::exists(options.out_dir + "/train"));
+    EXPECT_EQ(fs::exists(options.out_dir), existed) << words;
+    EXPECT_EQ(entries(), before) << words;
   };
   auto options = options_for(dir);
   options.split = {0.5, 0.3, 0.3};
@@ -134,6 +144,10 @@ TEST(VolumeSlices, BadCasesAndOptionsGiveOneLineAndWriteNothing) {
   write_case(dir.file("cases"), 1);
   write_nifti_volume(dir.file("cases/C1/C1_seg.nii.gz"), Volume{torch::zeros({10, 12, 9}), {2.0, 1.0, 2.0}});
   expect_error(options_for(dir), "C1_seg.nii.gz: mask is 10x12x9 voxels");
+  options = options_for(dir);
+  fs::create_directories(options.out_dir);  // an empty folder given: it stays, empty
+  expect_error(options, "C1_seg.nii.gz: mask is 10x12x9 voxels");
+  fs::remove(options.out_dir);
   write_case(dir.file("cases"), 1);
   options = options_for(dir);
   options.label_suffix.clear();
