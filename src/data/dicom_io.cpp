@@ -220,6 +220,16 @@ namespace {
 std::vector<cv::Mat> render_frames(const std::string& path, bool all_frames) {
   DcmFileFormat file;
   load(file, path, false);
+  if (!all_frames) {
+    // An image reader's caller (a dataset, the CLIP embedder) expects one picture per file: a
+    // cine loop or an enhanced multi-frame series read as its first frame would silently train
+    // or score on one slice of many.
+    const size_t frames = frame_count(file.getDataset(), path);
+    if (frames > 1)
+      fail(path, "holds " + std::to_string(frames) +
+                     " frames (a multi-frame DICOM file); expected a single image here (medsad predict scores "
+                     "every frame of such a file)");
+  }
   decompress(file, path, all_frames);
   DicomImage image(&file, EXS_LittleEndianExplicit, CIF_UsePartialAccessToPixelData, 0, all_frames ? 0 : 1);
   if (image.getStatus() != EIS_Normal)

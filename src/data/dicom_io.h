@@ -36,12 +36,12 @@ void set_dicom_window(const DicomWindow& window);
 bool is_dicom_file(const std::string& path);
 
 // The displayed image: 8-bit grey (CV_8UC1) or BGR (CV_8UC3), windowed as described above.
-// Throws Error(path, ...) for a file that is missing, not DICOM, has no pixel data or uses a
-// compression that cannot be decoded.
+// Throws Error(path, ...) for a file that is missing, not DICOM, has no pixel data, uses a
+// compression that cannot be decoded, or holds several frames (read_dicom_frames reads those).
 cv::Mat read_dicom_image(const std::string& path);
 
-// Every frame of a multi-frame file (cine, enhanced CT/MR), as read_dicom_image gives the first;
-// where the file's window is the full range, it spans all frames.
+// Every frame of a multi-frame file (cine, enhanced CT/MR), each as read_dicom_image gives a
+// single-frame file's image; where the file's window is the full range, it spans all frames.
 std::vector<cv::Mat> read_dicom_frames(const std::string& path);
 
 // Number of Frames from the header alone (1 when absent). Throws Error as read_dicom_image.

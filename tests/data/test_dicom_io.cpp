@@ -161,7 +161,8 @@ TEST(Dicom, DaikonFilesDecodeToTheirPixelChecksums) {
         for (size_t i = 0; i + 1 < pixels.size(); i += 2) std::swap(pixels[i], pixels[i + 1]);
       EXPECT_EQ(crc32_of(pixels), c.checksum) << c.file;
     }
-    const auto rgb = read_image_rgb(path);  // and every reader gets a picture of it
+    // and every reader gets a picture of it (predict, of each frame of a multi-frame file)
+    const auto rgb = dicom_frame_count(path) == 1 ? read_image_rgb(path) : image_to_rgb(read_dicom_frames(path)[0], path);
     EXPECT_EQ(rgb.dim(), 3);
     EXPECT_GT(rgb.std().item<float>(), 0.01f) << c.file;
     ++decoded;
@@ -373,13 +374,23 @@ TEST(Dicom, Jpeg2000FramesDecodeExactly) {
     const size_t count = layout.frames.size();
     EXPECT_EQ(read_dicom_pixel_bytes(path), count == 1 ? expected[0] : expected[0] + expected[1]) << what;
     EXPECT_EQ(dicom_frame_count(path), count) << what;
-    // Through the file's window (C 0, W 2000): the first frame as every image reader sees it,
-    // and each frame as predict scores a multi-frame file.
+    // Through the file's window (C 0, W 2000): each frame as predict scores a multi-frame file,
+    // and a single frame as every image reader sees it; they refuse a file of several.
     std::vector<cv::Mat> images = read_dicom_frames(path);
     ASSERT_EQ(images.size(), count) << what;
-    images.insert(images.begin(), read_dicom_image(path));
+    if (count == 1) {
+      images.push_back(read_dicom_image(path));
+    } else {
+      try {
+        (void)read_image_rgb(path);
+        ADD_FAILURE() << what << ": read as one image";
+      } catch (const Error& e) {
+        EXPECT_EQ(e.path(), path);
+        EXPECT_EQ(e.problem().rfind("holds " + std::to_string(count) + " frames", 0), 0u) << e.what();
+      }
+    }
     for (size_t k = 0; k < images.size(); ++k) {
-      const auto& samples = frames[k == 0 ? 0 : k - 1];
+      const auto& samples = frames[k % count];
       ASSERT_EQ(images[k].rows, rows) << what;
       for (size_t i = 0; i < samples.size(); i += 53)
         EXPECT_NEAR(images[k].at<uint8_t>(static_cast<int>(i) / cols, static_cast<int>(i) % cols),
