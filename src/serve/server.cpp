@@ -7,6 +7,7 @@
 #include <thread>
 
 #include <httplib.h>
+#include <sys/socket.h>
 #include <spdlog/spdlog.h>
 
 #include "core/error.h"
@@ -198,6 +199,13 @@ Server::Server(model::TrainedModel model, std::string checkpoint, ServeOptions o
   m.checkpoint_sha256 = sha256_file(m.checkpoint);
   m.options = std::move(options);
   m.http.new_task_queue = [threads = m.options.threads] { return new httplib::ThreadPool(threads); };
+  // httplib's default also sets SO_REUSEPORT, with which a second server on a port in use binds
+  // too and the kernel splits the requests between the two: keep only SO_REUSEADDR (a restart
+  // may rebind while old connections linger), so a port in use is refused.
+  m.http.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   m.http.set_payload_max_length(m.options.max_body_bytes);
   m.http.set_read_timeout(30, 0);
   m.http.Post("/v1/predict", m.guarded(&Impl::predict));

@@ -19,6 +19,7 @@
 #include "eval/evaluate.h"
 #include "model/checkpoint.h"
 #include "serve/server.h"
+#include "core/error.h"
 #include "test_support.h"
 
 using namespace medsad;
@@ -181,6 +182,17 @@ TEST_F(Serve, BadInputGetsJsonErrorsAndTheServerStaysUp) {
     ASSERT_FALSE(body.is_discarded()) << what << ": " << res->body;
     EXPECT_TRUE(body.contains("error")) << what;
   };
+  {  // a second server on the same port is refused, not given half of the requests
+    serve::ServeOptions same = options;
+    same.port = s.port;
+    serve::Server second(model::load_trained_model(checkpoint_), checkpoint_, same);
+    try {
+      (void)second.bind();
+      ADD_FAILURE() << "a second server bound port " << s.port;
+    } catch (const Error& e) {
+      EXPECT_NE(e.problem().find("cannot listen on"), std::string::npos) << e.what();
+    }
+  }
   const std::string png = png_bytes(48, 80, 2);  // 3840 pixels: under the limit
   expect_error(c.Post("/v1/predict", "", "image/png"), 400, "empty");
   expect_error(c.Post("/v1/predict", "this is not an image", "image/png"), 400, "garbage");
