@@ -173,8 +173,6 @@ void setup_predict_command(CLI::App& app, Action& action) {
       apply_window_option(o->window);
       const auto compute = resolve_compute_options(o->compute);
       if (!o->out.empty()) make_folders(o->out);
-      auto trained = model::load_trained_model(o->model, o->weights, o->bpe, compute.precision, compute.device);
-      const auto& calibration = trained.info.calibration;
       int64_t failed = 0, unlisted_folders = 0, unwritten = 0;
       std::vector<std::string> inputs;  // files, folders expanded
       eval::SeriesMasks series_masks;
@@ -197,6 +195,9 @@ void setup_predict_command(CLI::App& app, Action& action) {
       if (o->volume_index >= 0 && std::none_of(inputs.begin(), inputs.end(), data::is_nifti_path))
         fail("", "--volume-index picks a volume of a 4-D NIfTI file, and no input is a NIfTI file");
       const auto names = data::output_names(inputs);
+      if (!o->out.empty()) data::check_outputs_spare_inputs(o->out, inputs, names);
+      auto trained = model::load_trained_model(o->model, o->weights, o->bpe, compute.precision, compute.device);
+      const auto& calibration = trained.info.calibration;
       std::vector<std::string> image_paths, image_names;
       std::vector<size_t> image_inputs;  // each image's index in inputs
       for (size_t i = 0; i < inputs.size(); ++i) {

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <regex>
 #include <set>
 
 #include "core/error.h"
@@ -95,6 +96,26 @@ std::vector<std::string> output_names(const std::vector<std::string>& paths) {
     taken.insert(name);
   }
   return names;
+}
+
+void check_outputs_spare_inputs(const std::string& out_dir, const std::vector<std::string>& inputs,
+                                const std::vector<std::string>& names) {
+  std::error_code ec;
+  fs::path out = fs::weakly_canonical(out_dir, ec).lexically_normal();
+  if (ec) return;  // the folder cannot be resolved: writing to it will fail and say so
+  if (out.filename().empty()) out = out.parent_path();  // "dir/" -> "dir"
+  static const std::regex kOutputSuffix(
+      R"((_vol\d+)?(_frame\d+)?_(mask\.png|overlay\.png|map\.png|seg\.dcm|slices\.csv|mask\.nii\.gz|frames\.csv))");
+  for (const auto& input : inputs) {
+    const fs::path path = fs::weakly_canonical(input, ec);
+    if (ec || path.parent_path() != out) continue;
+    const std::string file = path.filename().string();
+    for (const auto& name : names)
+      if (file.size() > name.size() && file.compare(0, name.size(), name) == 0 &&
+          std::regex_match(file.substr(name.size()), kOutputSuffix))
+        fail(input, "an input in --out " + out_dir + " that the output of '" + name +
+                        "' would overwrite: give another --out");
+  }
 }
 
 }  // namespace medsad::data

@@ -27,4 +27,10 @@ std::vector<std::string> folder_inputs(const std::string& dir, bool* is_series);
 // overwrite another's. Inputs still alike after that (the same file twice) get _2, _3...
 std::vector<std::string> output_names(const std::vector<std::string>& paths);
 
+// Throws Error(input, ...) when an input file lies in `out_dir` under a name predict writes for
+// one of `names` (NAME[_volK][_frameK]_mask.png, _overlay.png, _map.png, _seg.dcm, _slices.csv,
+// _mask.nii.gz, _frames.csv): scoring a.png beside its own a_mask.png must not overwrite it.
+void check_outputs_spare_inputs(const std::string& out_dir, const std::vector<std::string>& inputs,
+                                const std::vector<std::string>& names);
+
 }  // namespace medsad::data

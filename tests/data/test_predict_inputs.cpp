@@ -16,6 +16,27 @@ TEST(PredictInputs, OutputNamesAreStemsUnlessTwoInputsShareOne) {
   EXPECT_EQ(output_names(paths), expected);
 }
 
+TEST(PredictInputs, OutputsThatWouldOverwriteAnInputAreRefused) {
+  test::ScratchDir dir;
+  const auto path = [&](const std::string& name) { return dir.file(name); };
+  const auto refused = [&](const std::string& out, const std::vector<std::string>& inputs) -> std::string {
+    try {
+      check_outputs_spare_inputs(out, inputs, output_names(inputs));
+      return "";
+    } catch (const Error& e) {
+      EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos);
+      return e.path();
+    }
+  };
+  EXPECT_EQ(refused(dir.file(""), {path("a.png"), path("a_mask.png")}), path("a_mask.png"));
+  EXPECT_EQ(refused(dir.file("sub/.."), {path("a_overlay.png"), path("a.dcm")}), path("a_overlay.png"));
+  EXPECT_EQ(refused(dir.file(""), {path("h.nii.gz"), path("h_vol2_mask.nii.gz")}), path("h_vol2_mask.nii.gz"));
+  EXPECT_EQ(refused(dir.file(""), {path("c.dcm"), path("c_frame3_map.png")}), path("c_frame3_map.png"));
+  EXPECT_EQ(refused(dir.file("other"), {path("a.png"), path("a_mask.png")}), "");  // another folder
+  EXPECT_EQ(refused(dir.file(""), {path("a.png"), path("a_notes.png"), path("a_mask.jpg")}), "");  // not outputs
+  EXPECT_EQ(refused(dir.file(""), {path("b.png"), path("a_mask.png")}), "");  // no input named a
+}
+
 TEST(PredictInputs, VolumesAreKnownByTheirNames) {
   for (const char* name : {"a.nii", "a.NII.GZ", "a.hdr", "a.img.gz"}) EXPECT_TRUE(is_nifti_path(name)) << name;
   for (const char* name : {"a.png", ".nii", "nii", "a.nii.bak"}) EXPECT_FALSE(is_nifti_path(name)) << name;
