@@ -217,6 +217,31 @@ namespace {
 
 // The file's first frame, or all of them, windowed alike (a min-max window spans every frame
 // rendered, as a volume's one window spans its slices).
+// A Rescale Slope or Intercept that is not a finite number would turn every pixel into NaN, which
+// DCMTK renders as a blank image that then scores as a normal one.
+void check_rescale(DcmDataset* data, const std::string& path) {
+  for (const auto& [tag, name] : {std::pair{DCM_RescaleSlope, "Rescale Slope"},
+                                  std::pair{DCM_RescaleIntercept, "Rescale Intercept"}}) {
+    Float64 value = 0;
+    if (data->findAndGetFloat64(tag, value).good() && !std::isfinite(value))
+      fail(path, std::string(name) + " is not a finite number");
+  }
+}
+
+// Whether the file's first Window Center/Width shows its pixels: both finite, a width above 0,
+// a window that overlaps the values present and is at most 64 times their range (wider, every
+// pixel falls within a few grey levels). Otherwise the image's full range is shown instead.
+bool stored_window_shows(DcmDataset* data, DicomImage& image) {
+  Float64 center = 0, width = 0;
+  if (image.getWindowCount() == 0 || data->findAndGetFloat64(DCM_WindowCenter, center).bad() ||
+      data->findAndGetFloat64(DCM_WindowWidth, width).bad())
+    return false;
+  double lo = 0, hi = 0;
+  if (!std::isfinite(center) || !std::isfinite(width) || width <= 0 || !image.getMinMaxValues(lo, hi)) return false;
+  const double range = std::max(hi - lo, 1.0);
+  return center + width / 2 >= lo && center - width / 2 <= hi && width <= 64 * range;
+}
+
 std::vector<cv::Mat> render_frames(const std::string& path, bool all_frames) {
   DcmFileFormat file;
   load(file, path, false);
@@ -231,6 +256,7 @@ std::vector<cv::Mat> render_frames(const std::string& path, bool all_frames) {
                      "every frame of such a file)");
   }
   decompress(file, path, all_frames);
+  check_rescale(file.getDataset(), path);
   DicomImage image(&file, EXS_LittleEndianExplicit, CIF_UsePartialAccessToPixelData, 0, all_frames ? 0 : 1);
   if (image.getStatus() != EIS_Normal)
     fail(path, std::string("cannot render the DICOM image (") + DicomImage::getString(image.getStatus()) + ")");
@@ -242,9 +268,9 @@ std::vector<cv::Mat> render_frames(const std::string& path, bool all_frames) {
       std::lock_guard<std::mutex> lock(window_mutex);
       window = default_window;
     }
-    const bool ok = window.is_set()             ? image.setWindow(window.center, window.width)
-                    : image.getWindowCount() > 0 ? image.setWindow(0)
-                                                 : image.setMinMaxWindow();
+    const bool ok = window.is_set()                         ? image.setWindow(window.center, window.width)
+                    : stored_window_shows(file.getDataset(), image) ? image.setWindow(0)
+                                                                    : image.setMinMaxWindow();
     if (!ok) image.setMinMaxWindow();  // a malformed window in the file
   }
   std::vector<cv::Mat> frames;

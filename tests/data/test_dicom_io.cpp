@@ -333,6 +333,25 @@ TEST(Dicom, RescaleAndWindowFollowTheStandard) {
   cv::minMaxLoc(full, &lo, &hi);
   EXPECT_EQ(lo, 0);
   EXPECT_EQ(hi, 255);
+  // A stored window that cannot show the pixels (not a number, no width, or so wide that every
+  // pixel is one grey) gives way to the full range; a rescale that is not a number is refused.
+  for (const auto& [center, width] : {std::pair{"nan", "nan"}, std::pair{"40", "0"}, std::pair{"40", "-80"},
+                                      std::pair{"1e300", "1e300"}, std::pair{"0", "100000"}}) {
+    const std::string odd = dir.file("window.dcm");
+    write_dicom(odd, ramp, rows, cols, "MONOCHROME2", "1", "0", center, width);
+    const cv::Mat shown = read_dicom_image(odd);
+    EXPECT_EQ(cv::norm(shown, full, cv::NORM_INF), 0) << "window " << center << ", " << width;
+  }
+  for (const auto& [slope, intercept] : {std::pair{"nan", "0"}, std::pair{"inf", "0"}, std::pair{"1", "-inf"}}) {
+    const std::string odd = dir.file("rescale.dcm");
+    write_dicom(odd, ramp, rows, cols, "MONOCHROME2", slope, intercept, nullptr, nullptr);
+    try {
+      (void)read_dicom_image(odd);
+      ADD_FAILURE() << "rescale " << slope << ", " << intercept << " was read";
+    } catch (const Error& e) {
+      EXPECT_NE(e.problem().find("is not a finite number"), std::string::npos) << e.what();
+    }
+  }
 }
 
 TEST(Dicom, Jpeg2000FramesDecodeExactly) {
