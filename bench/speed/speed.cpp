@@ -157,7 +157,8 @@ model::MedSadClip build_medsad(const std::string& weights, torch::Dtype precisio
   } else {
     backbone = load_backbone(weights, precision, device);
   }
-  config.resolve(backbone->config.vision.layers, backbone->config.vision.image_size);
+  config.resolve(backbone->config.vision.layers, backbone->config.vision.image_size,
+                 backbone->config.vision.patch_size);
   model::MedSadClip model(backbone, clip::Tokenizer::byte_level(), config);
   model->set_compute_dtype(precision);
   model->to(device);

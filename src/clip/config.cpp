@@ -97,6 +97,12 @@ nlohmann::json ClipConfig::to_json() const {
           {"layer_norm_eps", layer_norm_eps}};
 }
 
+Activation activation_from_name(const std::string& name) {
+  if (name == "quick_gelu") return Activation::QuickGelu;
+  if (name == "gelu") return Activation::Gelu;
+  fail("", "unknown activation '" + name + "' (expected quick_gelu or gelu)");
+}
+
 ClipConfig ClipConfig::from_json(const nlohmann::json& j) {
   ClipConfig c;
   try {
@@ -117,10 +123,10 @@ ClipConfig ClipConfig::from_json(const nlohmann::json& j) {
     c.text.context_length = t.at("context_length").get<int64_t>();
     c.text.vocab_size = t.at("vocab_size").get<int64_t>();
     c.embed_dim = j.at("embed_dim").get<int64_t>();
-    c.activation = j.at("activation").get<std::string>() == "gelu" ? Activation::Gelu : Activation::QuickGelu;
+    c.activation = activation_from_name(j.at("activation").get<std::string>());
     c.layer_norm_eps = j.at("layer_norm_eps").get<double>();
   } catch (const nlohmann::json::exception& e) {
-    fail("", std::string("malformed CLIP config (") + e.what() + ")");
+    fail("", "malformed CLIP config (" + json_error_text(e) + ")");
   }
   c.validate();
   return c;

@@ -8,7 +8,10 @@
 
 namespace medsad::clip {
 
-enum class Activation { QuickGelu, Gelu };  // OpenAI CLIP uses QuickGELU: x * sigmoid(1.702 x)
+enum class Activation { QuickGelu, Gelu };
+
+// "quick_gelu" or "gelu"; throws Error for any other name.
+Activation activation_from_name(const std::string& name);  // OpenAI CLIP uses QuickGELU: x * sigmoid(1.702 x)
 
 // How pixels become patch tokens. CLIP checkpoints use one patch_size x patch_size convolution.
 // A backbone trained from scratch on little data optimises far better with a convolutional stem:

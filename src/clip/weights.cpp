@@ -135,19 +135,13 @@ ClipConfig infer_clip_config(const TensorMap& tensors, const std::string& path) 
   return config;
 }
 
-Activation activation_from_name(const std::string& name) {
-  if (name == "quick_gelu") return Activation::QuickGelu;
-  if (name == "gelu") return Activation::Gelu;
-  fail("", "unknown activation '" + name + "' (expected quick_gelu or gelu)");
-}
-
 std::vector<std::string> weight_files(const std::string& path) {
   if (!is_shard_index(path)) return {path};
   nlohmann::json index;
   try {
     index = nlohmann::json::parse(read_file_text(path));
   } catch (const nlohmann::json::exception& e) {
-    fail(path, "not valid JSON (" + std::string(e.what()) + ")");
+    fail(path, "not valid JSON (" + json_error_text(e) + ")");
   }
   if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
     fail(path, "a .json weights file must be a sharded safetensors index with a \"weight_map\"");

@@ -45,9 +45,6 @@ std::vector<std::string> weight_files(const std::string& path);
 // by each shard's digest, so that a changed shard changes it too.
 std::string weights_sha256(const std::string& path);
 
-// "quick_gelu" or "gelu"; throws Error for any other name.
-Activation activation_from_name(const std::string& name);
-
 // Infers the architecture from tensor shapes. Heads: width / 64, as OpenAI's and open_clip's
 // towers use, except open_clip's ViT-H, ViT-g and ViT-bigG image towers (widths 1280, 1408 and
 // 1664), which have 16 heads of 80, 88 and 104.

@@ -71,7 +71,7 @@ void read_config(const std::string& path, HfClipWeights& out) {
   try {
     j = nlohmann::json::parse(read_file_text(path));
   } catch (const nlohmann::json::exception& e) {
-    fail(path, "not valid JSON (" + std::string(e.what()) + ")");
+    fail(path, "not valid JSON (" + json_error_text(e) + ")");
   }
   const auto vision = j.value("vision_config", nlohmann::json::object());
   const auto text = j.value("text_config", nlohmann::json::object());
@@ -99,7 +99,7 @@ void read_preprocessor_config(const fs::path& path, ImagePreprocess& pre) {
     if (mean.size() != 3 || std.size() != 3) fail(path.string(), "image_mean and image_std need 3 values each");
     for (int c = 0; c < 3; ++c) pre.mean[c] = mean[c], pre.std[c] = std[c];
   } catch (const nlohmann::json::exception& e) {
-    fail(path.string(), "cannot read image_mean/image_std (" + std::string(e.what()) + ")");
+    fail(path.string(), "cannot read image_mean/image_std (" + json_error_text(e) + ")");
   }
 }
 

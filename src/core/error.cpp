@@ -20,6 +20,12 @@ void check_range(const std::string& what, double value, double lo, double hi) {
   fail("", text);
 }
 
+std::string json_error_text(const std::exception& e) {
+  const std::string text = e.what();
+  const size_t end = text.rfind("[json.exception.", 0) == 0 ? text.find("] ") : std::string::npos;
+  return end == std::string::npos ? text : text.substr(end + 2);
+}
+
 void fail_with_context(const Error& e, const std::string& context) {
   throw Error(e.path(), context + ": " + e.problem());
 }

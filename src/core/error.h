@@ -24,6 +24,10 @@ class Error : public std::runtime_error {
 // (NaN is out of range); numbers are printed with up to 10 significant digits. For options.
 void check_range(const std::string& what, double value, double lo, double hi);
 
+// The text of a JSON library exception (nlohmann::json's) without its "[json.exception.KIND.ID] "
+// prefix, for messages that quote it.
+std::string json_error_text(const std::exception& e);
+
 // Re-throws `e` with "context: " prefixed to its problem, keeping the path.
 [[noreturn]] void fail_with_context(const Error& e, const std::string& context);
 

@@ -41,6 +41,10 @@ Calibration Calibration::from_json(const nlohmann::json& j) {
   c.image_threshold = j.at("image_threshold").get<double>();
   c.pixel_threshold = j.at("pixel_threshold").get<double>();
   c.image_rule = j.value("image_rule", "f1");  // checkpoints from before the rule was recorded: F1-max
+  // Scores and maps lie in [0, 1]: a threshold outside would call every image abnormal, or none.
+  for (const auto& [name, value] : {std::pair{"image", c.image_threshold}, std::pair{"pixel", c.pixel_threshold}})
+    if (!(value >= 0 && value <= 1))
+      fail("", std::string(name) + " threshold " + std::to_string(value) + " is outside [0, 1]");
   return c;
 }
 
@@ -107,7 +111,7 @@ CheckpointInfo read_checkpoint_info(const std::string& path) {
     info.training = j.value("training", nlohmann::json::object());
     return info;
   } catch (const nlohmann::json::exception& e) {
-    fail(path, std::string("corrupt checkpoint metadata (") + e.what() + ")");
+    fail(path, "corrupt checkpoint metadata (" + json_error_text(e) + ")");
   } catch (const Error& e) {
     fail(path, "invalid checkpoint config: " + e.problem());
   }
@@ -168,6 +172,13 @@ TrainedModel load_trained_model(const std::string& checkpoint_path, const std::s
     fail(bpe.empty() ? checkpoint_path : bpe, "the tokenizer's vocabulary (" + std::to_string(tokenizer.vocab_size()) +
                                                   " ids) is larger than the text tower's (" +
                                                   std::to_string(backbone->config.text.vocab_size) + ")");
+  try {  // a config edited by hand, or meant for another backbone
+    auto config = out.info.config;
+    config.resolve(backbone->config.vision.layers, backbone->config.vision.image_size,
+                   backbone->config.vision.patch_size);
+  } catch (const Error& e) {
+    fail(checkpoint_path, "invalid checkpoint config: " + e.problem());
+  }
   out.model = MedSadClip(backbone, tokenizer, out.info.config);
   load_checkpoint_weights(checkpoint_path, tensors, *out.model);
   out.model->to(device);  // first: prepare_for_inference makes its bf16 copies where the model runs

@@ -17,9 +17,12 @@ std::vector<int64_t> default_tap_blocks(int64_t layers, int64_t count) {
   return blocks;
 }
 
-void MedSadConfig::resolve(int64_t backbone_layers, int64_t native_size) {
+void MedSadConfig::resolve(int64_t backbone_layers, int64_t native_size, int64_t patch_size) {
   if (tap_blocks.empty()) tap_blocks = default_tap_blocks(backbone_layers);
   if (image_size == 0) image_size = native_size;
+  if (patch_size > 0 && image_size % patch_size != 0)
+    fail("", "--image-size " + std::to_string(image_size) + " is not a multiple of the backbone's patch size " +
+                 std::to_string(patch_size));
   for (int64_t b : tap_blocks)
     if (b < 1 || b > backbone_layers)
       fail("", "tap block " + std::to_string(b) + " is outside the backbone's blocks 1.." +
@@ -44,7 +47,8 @@ void MedSadConfig::validate() const {
   check(score_alpha >= 0 && score_alpha <= 1, "--alpha must be in [0, 1]");
   check(smooth_sigma >= 0 && smooth_sigma <= 64, "--smooth-sigma must be in [0, 64]");
   check(margin >= 0 && margin <= 2, "--margin must be in [0, 2]");
-  check(lambda_det >= 0 && lambda_margin >= 0, "loss weights must be non-negative");
+  check(lambda_det >= 0 && lambda_det <= 1000 && lambda_margin >= 0 && lambda_margin <= 1000,
+        "loss weights (--lambda-det, --lambda-margin) must be in [0, 1000]");
   check(focal_gamma >= 0 && focal_gamma <= 10, "--focal-gamma must be in [0, 10]");
   check(lesion_weight > 0 && lesion_weight <= 1000, "--lesion-weight must be in (0, 1000]");
 }

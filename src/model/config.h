@@ -31,8 +31,9 @@ struct MedSadConfig {
   double lesion_weight = 1.0;        // weight of lesion pixels in the focal loss (1: the design's plain focal)
   bool train_backbone = false;       // scratch backbone (--weights none): trained with the rest, saved in the checkpoint
 
-  // Resolves defaults that depend on the backbone (tap blocks, input size); validates ranges.
-  void resolve(int64_t backbone_layers, int64_t native_size);
+  // Resolves defaults that depend on the backbone (tap blocks, input size) and checks the config
+  // against it (tap blocks within its blocks, an input size its patches tile); validates ranges.
+  void resolve(int64_t backbone_layers, int64_t native_size, int64_t patch_size);
   void validate() const;
   nlohmann::json to_json() const;
   static MedSadConfig from_json(const nlohmann::json& j);

@@ -188,6 +188,9 @@ TrainSummary train(const TrainOptions& o) {
   if (train_abnormal == 0 || train_abnormal == static_cast<int64_t>(train_samples.size()))
     fail(o.data.root, "the training split holds only " + std::string(train_abnormal ? "abnormal" : "normal") +
                           " images; supervised training needs both classes");
+  // Validation reads its images every epoch and would leave out one it cannot read, choosing the
+  // model and its thresholds without it: each is read once here, before any work.
+  for (const auto& s : valid_samples) (void)read_image_rgb(s.image);
 
   make_folders(o.out_dir);
   const std::string last_path = (fs::path(o.out_dir) / "last.ckpt").string();
@@ -211,7 +214,7 @@ TrainSummary train(const TrainOptions& o) {
     config.train_backbone = false;
   }
   const auto& backbone_config = clip_model->config;
-  config.resolve(backbone_config.vision.layers, backbone_config.vision.image_size);
+  config.resolve(backbone_config.vision.layers, backbone_config.vision.image_size, backbone_config.vision.patch_size);
   model::MedSadClip model(clip_model, tokenizer, config);
   model->set_compute_dtype(o.precision);
   model->to(o.device);
@@ -226,12 +229,14 @@ TrainSummary train(const TrainOptions& o) {
                    {"seed", o.seed}, {"augment", o.augment}, {"abnormal_budget", o.data.abnormal_budget},
                    {"warmup_steps", o.warmup_steps},
                    {"precision", o.precision == torch::kBFloat16 ? "bf16" : "fp32"}, {"device", o.device.str()}};
-  write_file_atomic((fs::path(o.out_dir) / "config.json").string(),
-                    nlohmann::json({{"model", config.to_json()}, {"training", info.training},
-                                    {"backbone", info.backbone_path}, {"backbone_sha256", backbone_sha},
-                                    {"backbone_config", backbone_config.to_json()},
-                                    {"bpe", info.bpe_path}, {"data", o.data.root}})
-                            .dump(2) + "\n");
+  // config.json describes the checkpoints beside it: written with this run's first one, so that a
+  // run refused (--resume with other options) or failed before then leaves a previous run's as it was.
+  const std::string config_text = nlohmann::json({{"model", config.to_json()}, {"training", info.training},
+                                                  {"backbone", info.backbone_path}, {"backbone_sha256", backbone_sha},
+                                                  {"backbone_config", backbone_config.to_json()},
+                                                  {"bpe", info.bpe_path}, {"data", o.data.root}})
+                                      .dump(2) + "\n";
+  bool config_written = false;
 
   auto params = model->parameters();
   std::vector<torch::Tensor> trainable;
@@ -328,6 +333,8 @@ TrainSummary train(const TrainOptions& o) {
     info.training["loss"] = epoch_loss;
     // best before last: last.ckpt records the epoch as done, so a run killed between the two
     // writes redoes the epoch on --resume rather than losing its best checkpoint.
+    if (!config_written) write_file_atomic((fs::path(o.out_dir) / "config.json").string(), config_text);
+    config_written = true;
     if (improved) save_checkpoint(best_path, *model, info);
     save_checkpoint(last_path, *model, info, optimizer_state(optimizer, *model));
     // How far apart the two prompts are: at cosine ~1 every Seg and Det logit is near 0.

@@ -31,7 +31,7 @@ Fixture& fixture() {
 MedSadConfig small_config() {
   MedSadConfig c;
   c.object = "brain MRI";
-  c.resolve(4, 224);
+  c.resolve(4, 224, 16);
   c.image_size = 64;  // 4 x 4 patches keeps the tests fast
   return c;
 }
@@ -62,12 +62,17 @@ TEST(ModelConfig, DefaultTapBlocksAreEvenlySpacedWithTheLast) {
     MedSadConfig config;
     config.object = "brain MRI";
     config.tap_blocks = bad;
-    EXPECT_THROW(config.resolve(4, 224), Error) << bad;
+    EXPECT_THROW(config.resolve(4, 224, 16), Error) << bad;
   }
   MedSadConfig given;
   given.object = "brain MRI";
   given.tap_blocks = {1, 3};
-  EXPECT_NO_THROW(given.resolve(4, 224));
+  EXPECT_NO_THROW(given.resolve(4, 224, 16));
+  // An input size the backbone's patches do not tile.
+  given.image_size = 100;
+  EXPECT_THROW(given.resolve(4, 224, 16), Error);
+  given.image_size = 96;
+  EXPECT_NO_THROW(given.resolve(4, 224, 16));
 }
 
 TEST(ModelPrompts, AssemblyPutsContextThenStateObjectAndEnd) {

@@ -27,7 +27,7 @@ MedSadConfig config_for(const clip::ClipModel& clip, PromptMode prompts, bool tr
   c.prompts = prompts;
   c.prompt_length = 4;
   c.train_backbone = train_backbone;
-  c.resolve(clip->config.vision.layers, clip->config.vision.image_size);
+  c.resolve(clip->config.vision.layers, clip->config.vision.image_size, clip->config.vision.patch_size);
   return c;
 }
 

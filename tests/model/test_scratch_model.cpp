@@ -31,7 +31,7 @@ ScratchModel make_scratch_model(PromptMode prompts,
   m.config.prompt_length = 4;
   m.config.tpca_heads = 4;
   m.config.train_backbone = true;
-  m.config.resolve(o.layers, o.image_size);
+  m.config.resolve(o.layers, o.image_size, o.patch_size);
   torch::manual_seed(11);
   m.model = MedSadClip(clip::build_scratch_clip(m.clip_config), tokenizer, m.config);
   return m;

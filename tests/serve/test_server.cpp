@@ -32,7 +32,7 @@ std::string make_checkpoint(const test::ScratchDir& dir) {
   const std::string weights = test::fixture("openclip_state_dict.pt");
   model::MedSadConfig config;
   config.object = "brain MRI";
-  config.resolve(4, 224);
+  config.resolve(4, 224, 16);
   config.image_size = 64;
   torch::manual_seed(0);
   model::MedSadClip model(clip::load_clip_model(weights), clip::Tokenizer::from_bpe_file(test::bpe_path()), config);

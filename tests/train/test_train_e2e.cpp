@@ -3,6 +3,7 @@
 // above the untrained model's), and bad inputs give one clear line.
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <sstream>
 #include <random>
@@ -136,7 +137,8 @@ TEST_F(TrainEndToEnd, LearnsAndBeatsTheUntrainedModel) {
     const auto backbone = clip::read_clip_checkpoint(weights());
     model::MedSadConfig config;
     config.image_size = 112;
-    config.resolve(backbone.config.vision.layers, backbone.config.vision.image_size);
+    config.resolve(backbone.config.vision.layers, backbone.config.vision.image_size,
+                   backbone.config.vision.patch_size);
     torch::manual_seed(0);
     model::MedSadClip untrained(clip::build_clip_model(backbone), clip::Tokenizer::from_bpe_file(test::bpe_path()), config);
     untrained->eval();
@@ -515,7 +517,9 @@ TEST_F(TrainEndToEnd, TheBackbonesRecordedConfigurationHoldsAtLoading) {
   const auto plain = clip::read_clip_checkpoint(weights());
   EXPECT_EQ(plain.config.activation, clip::Activation::QuickGelu);  // what re-reading the weights alone gives
 
-  // Resuming with another activation is refused; --clip-activation has no meaning for a scratch backbone.
+  // Resuming with another activation is refused, and config.json still describes the checkpoints;
+  // --clip-activation has no meaning for a scratch backbone.
+  const std::string config_before = read_file_text(run + "/config.json");
   const auto resumed = test::run_medsad(args + " --resume --epochs 2");
   EXPECT_EQ(resumed.exit_code, 1);
   EXPECT_NE(resumed.err.find("--resume: the backbone's configuration differs"), std::string::npos) << resumed.err;
@@ -527,6 +531,7 @@ TEST_F(TrainEndToEnd, TheBackbonesRecordedConfigurationHoldsAtLoading) {
                                  "checkpoint, \"fixed\" now"),
             std::string::npos)
       << other_model.err;
+  EXPECT_EQ(read_file_text(run + "/config.json"), config_before);
   const auto scratch = test::run_medsad("train --data " + q(data()) + " --object 'brain MRI' --weights none --out " +
                                         q(dir->file("scratch_gelu")) + " --clip-activation gelu");
   EXPECT_EQ(scratch.exit_code, 1);
@@ -639,6 +644,19 @@ TEST_F(TrainEndToEnd, BadInputsGiveOneClearLine) {
   ASSERT_NE(errors_start, std::string::npos) << r.err;
   EXPECT_EQ(std::count(r.err.begin() + static_cast<std::ptrdiff_t>(errors_start), r.err.end(), '\n'), 1) << r.err;
 
+  // An unreadable validation image: refused before any work (it would drop out of the model
+  // selection unseen).
+  {
+    test::ScratchDir copy;
+    std::filesystem::copy(data(), copy.file("data"), std::filesystem::copy_options::recursive);
+    const auto valid_image = std::filesystem::directory_iterator(copy.file("data/valid/good/img"))->path().string();
+    write_file_atomic(valid_image, std::string("not a PNG"));
+    r = test::run_medsad(base + " --weights " + q(weights()) + " --data " + q(copy.file("data")));
+    EXPECT_EQ(r.exit_code, 1) << r.err;
+    EXPECT_NE(r.err.find("medsad: error: " + valid_image + ": cannot decode the image"), std::string::npos) << r.err;
+    EXPECT_FALSE(std::filesystem::exists(dir->file("bad_run")));
+  }
+
   // A checkpoint used with another backbone.
   const std::string ckpt = dir->file("run/best.ckpt");
   if (std::filesystem::exists(ckpt)) {
@@ -646,6 +664,28 @@ TEST_F(TrainEndToEnd, BadInputsGiveOneClearLine) {
                          q(data() + "/test/good/img/n0.png"));
     EXPECT_EQ(r.exit_code, 1);
     EXPECT_NE(r.err.find("is not the one"), std::string::npos) << r.err;
+    // Settings edited in the checkpoint's record that the model cannot run with: refused on loading.
+    const auto tensors = read_safetensors(ckpt);
+    const auto meta = json::parse(read_safetensors_metadata(ckpt).at("medsad"));
+    const std::vector<std::pair<std::function<void(json&)>, std::string>> edits = {
+        {[](json& m) { m["config"]["tap_blocks"] = {0, 1}; }, "tap block 0 is outside the backbone's blocks"},
+        {[](json& m) { m["config"]["image_size"] = 100; }, "--image-size 100 is not a multiple of the backbone's patch"},
+        {[](json& m) { m["calibration"]["image_threshold"] = -5; }, "image threshold -5.000000 is outside [0, 1]"},
+        {[](json& m) { m["calibration"]["pixel_threshold"] = 7; }, "pixel threshold 7.000000 is outside [0, 1]"},
+        {[](json& m) { m["backbone_config"]["activation"] = "relu6"; }, "unknown activation 'relu6'"},
+        {[](json& m) { m["config"]["margin"] = "wide"; }, "corrupt checkpoint metadata (type must be number"},
+    };
+    const std::string edited = dir->file("edited.ckpt");
+    for (const auto& [edit, problem] : edits) {
+      json changed = meta;
+      edit(changed);
+      write_safetensors(edited, tensors, {{"medsad", changed.dump()}});
+      r = test::run_medsad("predict --model " + q(edited) + " " + q(data() + "/test/good/img/n0.png"));
+      EXPECT_EQ(r.exit_code, 1) << problem;
+      EXPECT_EQ(r.err.rfind("medsad: error: " + edited + ": ", 0), 0u) << r.err;
+      EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+      EXPECT_NE(r.err.find(problem), std::string::npos) << r.err;
+    }
   }
   // A new run into a previous run's folder: refused before any work, its checkpoint untouched.
   const std::string finished = dir->file("finished_run");
