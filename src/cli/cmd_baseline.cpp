@@ -7,6 +7,7 @@
 #include "cli/dataset_options.h"
 #include "core/error.h"
 #include "core/file_io.h"
+#include "core/text.h"
 #include "eval/baseline.h"
 #include "eval/evaluate.h"
 
@@ -38,9 +39,9 @@ void setup_baseline_command(CLI::App& app, Action& action) {
       if (!valid.empty()) calibration = eval::calibrate(eval::evaluate_samples(predict, valid, 16, false));
       const auto results = eval::evaluate_samples(predict, test, 16, true);
       const auto metrics = eval::compute_metrics(results, calibration);
-      write_file_atomic((fs::path(o->out) / "metrics.json").string(), metrics.dump(2) + "\n");
+      write_file_atomic((fs::path(o->out) / "metrics.json").string(), json_text(metrics, 2) + "\n");
       eval::write_per_image_csv((fs::path(o->out) / "per_image.csv").string(), results, calibration);
-      std::printf("%s\n", metrics.dump().c_str());
+      std::printf("%s\n", json_text(metrics).c_str());
     };
   });
 }

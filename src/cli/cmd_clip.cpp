@@ -11,6 +11,7 @@
 #include "clip/weights.h"
 #include "core/error.h"
 #include "core/safetensors.h"
+#include "core/text.h"
 
 namespace medsad::cli {
 namespace {
@@ -117,7 +118,7 @@ void run_embed(const ClipOptions& o) {
     result["text_embeddings"] = to_json_rows(model->encode_text(tokens));
   }
   if (!o.out.empty()) write_safetensors(o.out, block_out, {{"image_size", std::to_string(size)}});
-  std::cout << result.dump() << "\n";
+  std::cout << json_text(result) << "\n";
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/file_io.h"
 #include "core/runtime.h"
+#include "core/text.h"
 #include "data/image_io.h"
 #include "eval/evaluate.h"
 #include "eval/report.h"
@@ -147,7 +148,7 @@ void setup_eval_command(CLI::App& app, Action& action) {
       const auto& spec_root = scored.root;
       const auto& calibration = scored.trained.info.calibration;
       const auto metrics = eval::compute_metrics(results, calibration);
-      write_file_atomic((fs::path(o->out) / "metrics.json").string(), metrics.dump(2) + "\n");
+      write_file_atomic((fs::path(o->out) / "metrics.json").string(), json_text(metrics, 2) + "\n");
       eval::write_per_image_csv((fs::path(o->out) / "per_image.csv").string(), results, calibration);
       if (o->save_maps) {
         make_folders((fs::path(o->out) / "maps").string());
@@ -158,7 +159,7 @@ void setup_eval_command(CLI::App& app, Action& action) {
         eval::write_html_report(o->report, "MedSAD-CLIP on " + spec_root + " (" + o->split + " split)", results, metrics,
                                 calibration);
       if (o->cases > 0) write_case_panels(fs::path(o->out) / "cases", results, calibration, o->cases);
-      std::printf("%s\n", metrics.dump().c_str());
+      std::printf("%s\n", json_text(metrics).c_str());
       fail_on_skipped(results);
     };
   });
@@ -187,7 +188,7 @@ void setup_eval_command(CLI::App& app, Action& action) {
       const nlohmann::json line = {{"out", c->out}, {"split", c->split}, {"images", scored.results.size()},
                                    {"before", scored.trained.info.calibration.to_json()},
                                    {"after", calibration.to_json()}};
-      std::printf("%s\n", line.dump().c_str());
+      std::printf("%s\n", json_text(line).c_str());
     };
   });
 }

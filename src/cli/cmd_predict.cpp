@@ -21,6 +21,7 @@
 #include "core/error.h"
 #include "core/runtime.h"
 #include "core/file_io.h"
+#include "core/text.h"
 #include "data/dicom_io.h"
 #include "data/dicom_seg.h"
 #include "data/image_io.h"
@@ -60,7 +61,7 @@ void predict_volume_file(model::MedSadClipImpl& model, const clip::ImagePreproce
                            {"lesion_fraction", fraction}};
     if (volume_index >= 0) line["volume"] = volume_index;
     if (!out_dir.empty()) line["name"] = out_name;
-    std::printf("%s\n", line.dump().c_str());
+    std::printf("%s\n", json_text(line).c_str());
     char row[128];
     std::snprintf(row, sizeof row, "%zu,%.6f,%s,%.6f\n", k, score, decision, fraction);
     csv += row;
@@ -104,7 +105,7 @@ int predict_frames_file(model::MedSadClipImpl& model, const clip::ImagePreproces
       nlohmann::json line = {{"path", path}, {"frame", k}, {"score", results[i].score}, {"decision", decision},
                              {"threshold", calibration.image_threshold}, {"lesion_fraction", fraction}};
       if (!out_dir.empty()) line["name"] = out_name;
-      std::printf("%s\n", line.dump().c_str());
+      std::printf("%s\n", json_text(line).c_str());
       char row[128];
       std::snprintf(row, sizeof row, "%zu,%.6f,%s,%.6f\n", k, results[i].score, decision, fraction);
       csv += row;
@@ -256,7 +257,7 @@ void setup_predict_command(CLI::App& app, Action& action) {
                                  {"threshold", calibration.image_threshold},
                                  {"lesion_fraction", lesion.to(torch::kFloat64).mean().item<double>()}};
           if (!o->out.empty()) line["name"] = image_names[k];
-          std::printf("%s\n", line.dump().c_str());
+          std::printf("%s\n", json_text(line).c_str());
           if (o->out.empty()) continue;
           write_image_outputs(o->out, image_names[k], images[i], results[i].map, lesion);
           series_masks.keep(image_inputs[k], lesion);

@@ -11,6 +11,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/text.h"
 #include "data/dataset.h"
 #include "data/volume_dataset.h"
 
@@ -79,7 +80,7 @@ void setup_slices_command(CLI::App& app, Action& action) {
         line["images"][data::to_string(split)] = {{"normal", summary.images[i][0]},
                                                   {"abnormal", summary.images[i][1]}};
       }
-      std::printf("%s\n", line.dump().c_str());
+      std::printf("%s\n", json_text(line).c_str());
     };
   });
 }

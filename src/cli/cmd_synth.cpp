@@ -9,6 +9,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/text.h"
 #include "data/synth_benchmark.h"
 
 namespace medsad::cli {
@@ -86,7 +87,7 @@ void setup_synth_command(CLI::App& app, Action& action) {
         line["slices"][data::to_string(split)] = summary.slices[s];
       }
       if (!options.montage.empty()) line["montage"] = options.montage;
-      std::printf("%s\n", line.dump().c_str());
+      std::printf("%s\n", json_text(line).c_str());
     };
   });
 }

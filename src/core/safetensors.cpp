@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/file_io.h"
+#include "core/text.h"
 
 namespace medsad {
 namespace {
@@ -141,7 +142,7 @@ void write_safetensors(const std::string& path, const TensorMap& tensors,
     offset += nbytes;
     ordered.push_back(t);
   }
-  std::string header_text = header.dump();
+  std::string header_text = json_text(header);
   while ((8 + header_text.size()) % 8 != 0) header_text.push_back(' ');  // align the data to 8 bytes
   std::string out;
   out.reserve(8 + header_text.size() + offset);

@@ -1,7 +1,9 @@
 // Small string helpers for names, extensions and option values (ASCII only: file extensions,
-// layout and option names; the tokenizer does its own Unicode case folding).
+// layout and option names; the tokenizer does its own Unicode case folding), and JSON text.
 #pragma once
 #include <string>
+
+#include <nlohmann/json_fwd.hpp>
 
 namespace medsad {
 
@@ -10,5 +12,13 @@ namespace medsad {
 
 // Whether `text` ends with `suffix` (case-sensitive).
 [[nodiscard]] bool ends_with(const std::string& text, const std::string& suffix);
+
+// Whether `text` is valid UTF-8.
+[[nodiscard]] bool is_utf8(const std::string& text);
+
+// `value` as JSON text (indented by `indent` spaces per level; -1: one line). Strings that are not
+// UTF-8 (a file name in another encoding) have their invalid bytes written as U+FFFD, where
+// nlohmann::json's own dump() throws.
+[[nodiscard]] std::string json_text(const nlohmann::json& value, int indent = -1);
 
 }  // namespace medsad

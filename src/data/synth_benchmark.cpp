@@ -15,6 +15,7 @@
 #include "core/file_io.h"
 #include "core/hash.h"
 #include "core/random.h"
+#include "core/text.h"
 #include "data/image_io.h"
 
 namespace fs = std::filesystem;
@@ -385,7 +386,7 @@ SynthSummary generate_benchmark(const SynthOptions& options) {
       {"volumes", sources},
       {"images", images}};
   move_staged_splits(root);
-  write_file_atomic((root / "synth.json").string(), record.dump(1) + "\n");
+  write_file_atomic((root / "synth.json").string(), json_text(record, 1) + "\n");
   if (!options.montage.empty()) write_montage(options.montage, root, plans);
   return summary;
 }

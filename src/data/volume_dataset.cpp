@@ -214,7 +214,7 @@ VolumeSliceSummary write_volume_slices(const VolumeSliceOptions& options,
           {"axis", to_string(options.axis)}, {"split", options.split}, {"seed", options.seed},
           {"min_tissue", options.min_tissue}, {"min_lesion_pixels", options.min_lesion_pixels}}},
         {"cases", records}};
-    write_file_atomic((root / "slices.json").string(), record.dump(1) + "\n");
+    write_file_atomic((root / "slices.json").string(), json_text(record, 1) + "\n");
   } catch (...) {
     undo();
     throw;

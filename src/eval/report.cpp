@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/file_io.h"
 #include "core/hash.h"
+#include "core/text.h"
 #include "data/image_io.h"
 #include "eval/visualize.h"
 
@@ -117,7 +118,7 @@ std::string metrics_table(const nlohmann::json& metrics) {
   for (const char* level : {"image", "pixel"}) {
     if (!metrics.contains(level)) continue;
     for (const auto& [key, value] : metrics[level].items()) {
-      std::string shown = escape(value.dump());
+      std::string shown = escape(json_text(value));
       if (value.is_number()) shown = number(value.get<double>());
       if (value.is_array() && value.size() == 2 && value[0].is_number() && value[1].is_number())  // an interval
         shown = number(value[0].get<double>()) + " &ndash; " + number(value[1].get<double>());

@@ -5,6 +5,7 @@
 #include "clip/weights.h"
 #include "core/error.h"
 #include "core/hash.h"
+#include "core/text.h"
 
 namespace medsad::model {
 namespace {
@@ -61,7 +62,7 @@ void save_checkpoint(const std::string& path, MedSadClipImpl& model, const Check
                                {"backbone_config", info.backbone_config},
                                {"bpe_path", info.bpe_path},
                                {"training", info.training}};
-  write_safetensors(path, tensors, {{"medsad", meta.dump()}});
+  write_safetensors(path, tensors, {{"medsad", json_text(meta)}});
 }
 
 void write_recalibrated_checkpoint(const std::string& path, const std::string& out, const Calibration& calibration) {
@@ -69,7 +70,7 @@ void write_recalibrated_checkpoint(const std::string& path, const std::string& o
   auto meta = read_safetensors_metadata(path);
   auto j = nlohmann::json::parse(meta.at("medsad"));
   j["calibration"] = calibration.to_json();
-  meta["medsad"] = j.dump();
+  meta["medsad"] = json_text(j);
   write_safetensors(out, read_checkpoint_tensors(path), meta);
 }
 

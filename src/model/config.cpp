@@ -4,6 +4,7 @@
 #include <functional>
 
 #include "core/error.h"
+#include "core/text.h"
 
 namespace medsad::model {
 
@@ -35,6 +36,7 @@ void MedSadConfig::validate() const {
     if (!ok) fail("", what);
   };
   check(!object.empty(), "--object must not be empty");
+  check(is_utf8(object), "--object must be UTF-8 text");
   check(image_size > 0 && image_size <= 4096, "--image-size must be between 1 and 4096");
   check(!tap_blocks.empty(), "at least one tap block is needed");
   // One adapter and one map per tapped block, in the order the stream passes them.

@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "core/hash.h"
+#include "core/text.h"
 #include "data/image_io.h"
 #include "eval/evaluate.h"
 #include "eval/visualize.h"
@@ -32,7 +33,7 @@ struct RequestError {
 
 void reply_json(httplib::Response& res, int status, const nlohmann::json& body) {
   res.status = status;
-  res.set_content(body.dump(), "application/json");
+  res.set_content(json_text(body), "application/json");
 }
 
 // PNG's IHDR gives the size before anything is decoded: refuse a decompression bomb cheaply.
@@ -236,7 +237,7 @@ Server::Server(model::TrainedModel model, std::string checkpoint, ServeOptions o
                              : res.status == 413 ? "request body over the size limit"
                              : res.status == 404 ? "no such endpoint (POST /v1/predict, GET /healthz, GET /v1/model)"
                                                  : "bad request";
-    res.set_content(nlohmann::json({{"error", what}}).dump(), "application/json");
+    res.set_content(json_text({{"error", what}}), "application/json");
   });
   m.http.set_exception_handler([&m](const httplib::Request&, httplib::Response& res, std::exception_ptr) {
     ++m.stats.errors;

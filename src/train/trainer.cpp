@@ -17,6 +17,7 @@
 #include "clip/weights.h"
 #include "core/error.h"
 #include "core/file_io.h"
+#include "core/text.h"
 #include "data/image_io.h"
 #include "data/transforms.h"
 #include "eval/evaluate.h"
@@ -123,8 +124,8 @@ std::string json_differences(const nlohmann::json& recorded, const nlohmann::jso
       break;
     }
     const nlohmann::json::json_pointer where(op.at("path").get<std::string>());
-    const std::string was = recorded.contains(where) ? recorded.at(where).dump() : "absent";
-    const std::string is = now.contains(where) ? now.at(where).dump() : "absent";
+    const std::string was = recorded.contains(where) ? json_text(recorded.at(where)) : "absent";
+    const std::string is = now.contains(where) ? json_text(now.at(where)) : "absent";
     std::string name = where.to_string().substr(1);
     std::replace(name.begin(), name.end(), '/', '.');
     text += (listed++ ? "; " : "") + name + " is " + was + " in the checkpoint, " + is + " now";
@@ -192,7 +193,6 @@ TrainSummary train(const TrainOptions& o) {
   // model and its thresholds without it: each is read once here, before any work.
   for (const auto& s : valid_samples) (void)read_image_rgb(s.image);
 
-  make_folders(o.out_dir);
   const std::string last_path = (fs::path(o.out_dir) / "last.ckpt").string();
   const std::string best_path = (fs::path(o.out_dir) / "best.ckpt").string();
 
@@ -215,6 +215,7 @@ TrainSummary train(const TrainOptions& o) {
   }
   const auto& backbone_config = clip_model->config;
   config.resolve(backbone_config.vision.layers, backbone_config.vision.image_size, backbone_config.vision.patch_size);
+  make_folders(o.out_dir);  // once every option has been checked
   model::MedSadClip model(clip_model, tokenizer, config);
   model->set_compute_dtype(o.precision);
   model->to(o.device);
@@ -231,11 +232,11 @@ TrainSummary train(const TrainOptions& o) {
                    {"precision", o.precision == torch::kBFloat16 ? "bf16" : "fp32"}, {"device", o.device.str()}};
   // config.json describes the checkpoints beside it: written with this run's first one, so that a
   // run refused (--resume with other options) or failed before then leaves a previous run's as it was.
-  const std::string config_text = nlohmann::json({{"model", config.to_json()}, {"training", info.training},
-                                                  {"backbone", info.backbone_path}, {"backbone_sha256", backbone_sha},
-                                                  {"backbone_config", backbone_config.to_json()},
-                                                  {"bpe", info.bpe_path}, {"data", o.data.root}})
-                                      .dump(2) + "\n";
+  const nlohmann::json config_record = {{"model", config.to_json()}, {"training", info.training},
+                                        {"backbone", info.backbone_path}, {"backbone_sha256", backbone_sha},
+                                        {"backbone_config", backbone_config.to_json()},
+                                        {"bpe", info.bpe_path}, {"data", o.data.root}};
+  const std::string config_text = json_text(config_record, 2) + "\n";
   bool config_written = false;
 
   auto params = model->parameters();

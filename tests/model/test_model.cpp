@@ -73,6 +73,8 @@ TEST(ModelConfig, DefaultTapBlocksAreEvenlySpacedWithTheLast) {
   EXPECT_THROW(given.resolve(4, 224, 16), Error);
   given.image_size = 96;
   EXPECT_NO_THROW(given.resolve(4, 224, 16));
+  given.object = "\xff brain";  // the prompts' text must be text
+  EXPECT_THROW(given.resolve(4, 224, 16), Error);
 }
 
 TEST(ModelPrompts, AssemblyPutsContextThenStateObjectAndEnd) {
