@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <filesystem>
 
+#include <spdlog/spdlog.h>
+
 #include "cli/commands.h"
 #include "cli/dataset_options.h"
 #include "core/error.h"
@@ -179,11 +181,26 @@ void setup_eval_command(CLI::App& app, Action& action) {
       const auto rule = eval::OperatingRule::parse(*image_rule);
       const fs::path out_dir = fs::absolute(c->out).parent_path();
       if (!fs::is_directory(out_dir)) fail(c->out, "its folder " + out_dir.string() + " does not exist");
+      std::error_code ec;
+      if (fs::exists(c->out, ec)) {  // replaced only if it is a checkpoint itself (--model, or an older copy)
+        try {
+          (void)model::read_checkpoint_info(c->out);
+        } catch (const Error&) {
+          fail(c->out, "exists and is not a medsad checkpoint: give a new file, or the checkpoint to replace");
+        }
+      }
       const auto scored = score_split(*c, cal_seed->count() > 0);
       fail_on_skipped(scored.results);
-      const auto calibration = eval::calibrate(scored.results, rule);
+      const double pixel_before = scored.trained.info.calibration.pixel_threshold;
+      const auto calibration = eval::calibrate(scored.results, rule, pixel_before);
       if (!calibration.calibrated)
         fail(scored.root, "the " + c->split + " split needs normal and abnormal images to calibrate on");
+      const auto has_lesion_mask = [](const eval::ImageResult& r) {
+        return r.label == 1 && r.mask.defined() && r.mask.gt(0.5).any().item<bool>();
+      };
+      if (std::none_of(scored.results.begin(), scored.results.end(), has_lesion_mask))
+        spdlog::warn("{}: the {} split has no lesion masks: the pixel threshold stays {}", scored.root, c->split,
+                     pixel_before);
       model::write_recalibrated_checkpoint(c->model, c->out, calibration);
       const nlohmann::json line = {{"out", c->out}, {"split", c->split}, {"images", scored.results.size()},
                                    {"before", scored.trained.info.calibration.to_json()},

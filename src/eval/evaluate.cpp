@@ -173,8 +173,10 @@ std::pair<torch::Tensor, torch::Tensor> pooled_pixels(const Pooled& p) {
 
 }  // namespace
 
-model::Calibration calibrate(const std::vector<ImageResult>& results, const OperatingRule& image_rule) {
+model::Calibration calibrate(const std::vector<ImageResult>& results, const OperatingRule& image_rule,
+                             double unmasked_pixel_threshold) {
   model::Calibration c;
+  c.pixel_threshold = unmasked_pixel_threshold;
   const auto p = pool(results);
   if (!has_both_classes(p.labels)) return c;
   c.image_threshold = metric_operating_point(p.scores, p.labels, image_rule).threshold;

@@ -49,8 +49,10 @@ std::optional<double> lesion_dice(const ImageResult& result, double pixel_thresh
 
 // Image threshold by `image_rule` (default: maximising F1), and pixel threshold maximising the
 // mean per-image Dice over the images with a lesion (the mean Dice that compute_metrics
-// reports), on these results.
-model::Calibration calibrate(const std::vector<ImageResult>& results, const OperatingRule& image_rule = {});
+// reports), on these results; with no lesion mask among them, the pixel threshold is
+// `unmasked_pixel_threshold` (a checkpoint's own when recalibrating).
+model::Calibration calibrate(const std::vector<ImageResult>& results, const OperatingRule& image_rule = {},
+                             double unmasked_pixel_threshold = 0.5);
 
 // Every metric of the design; NaN (JSON null) where the split lacks what a metric needs.
 nlohmann::json compute_metrics(const std::vector<ImageResult>& results, const model::Calibration& calibration);

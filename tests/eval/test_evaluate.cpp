@@ -43,6 +43,17 @@ TEST(Calibrate, PixelThresholdMaximisesTheReportedMeanDice) {
   EXPECT_DOUBLE_EQ(metrics["pixel"]["mean_dice"].get<double>(), 0.75);
 }
 
+TEST(Calibrate, WithoutLesionMasksThePixelThresholdIsTheOneGiven) {
+  auto unmasked = results();
+  for (auto& r : unmasked)
+    if (r.label == 1) r.mask = torch::Tensor();  // abnormal images whose masks are unknown
+  const auto calibration = calibrate(unmasked, {}, 0.31);
+  ASSERT_TRUE(calibration.calibrated);
+  EXPECT_EQ(calibration.pixel_threshold, 0.31);
+  EXPECT_EQ(calibration.image_threshold, 0.7);  // chosen as with the masks
+  EXPECT_EQ(calibrate(results(), {}, 0.31).pixel_threshold, static_cast<double>(0.5f));  // with them: chosen
+}
+
 TEST(ComputeMetrics, NormalFlaggedFractionIsTheShareOfNormalPixelsAtOrAboveTheThreshold) {
   model::Calibration calibration;
   calibration.pixel_threshold = 0.5;  // normal images: 1 of 4 and 2 of 4 pixels flagged

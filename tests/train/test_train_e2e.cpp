@@ -626,6 +626,12 @@ TEST_F(TrainEndToEnd, CalibrateRewritesOnlyTheThresholds) {
   const auto nowhere = test::run_medsad("calibrate --model " + q(ckpt) + " --data " + q(data()) + " --out /nonexistent/x.ckpt");
   EXPECT_EQ(nowhere.exit_code, 1);
   EXPECT_EQ(nowhere.err, "medsad: error: /nonexistent/x.ckpt: its folder /nonexistent does not exist\n");
+  // An --out that holds something else is not replaced by a checkpoint.
+  const auto over_junk = test::run_medsad("calibrate --model " + q(ckpt) + " --data " + q(data()) + " --out " + q(junk));
+  EXPECT_EQ(over_junk.exit_code, 1);
+  EXPECT_EQ(over_junk.err, "medsad: error: " + junk +
+                               ": exists and is not a medsad checkpoint: give a new file, or the checkpoint to replace\n");
+  EXPECT_EQ(read_file_text(junk), "not a checkpoint");
 }
 
 TEST_F(TrainEndToEnd, BadInputsGiveOneClearLine) {
