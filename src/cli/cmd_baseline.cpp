@@ -36,8 +36,13 @@ void setup_baseline_command(CLI::App& app, Action& action) {
       const auto valid = dataset.split(data::Split::Valid), test = dataset.split(data::Split::Test);
       if (test.empty()) fail(spec.root, "the test split is empty");
       model::Calibration calibration;
-      if (!valid.empty()) calibration = eval::calibrate(eval::evaluate_samples(predict, valid, 16, false));
+      if (!valid.empty()) {
+        const auto valid_results = eval::evaluate_samples(predict, valid, 16, false);
+        fail_on_unreadable_images(valid_results);
+        calibration = eval::calibrate(valid_results);
+      }
       const auto results = eval::evaluate_samples(predict, test, 16, true);
+      fail_on_unreadable_images(results);
       const auto metrics = eval::compute_metrics(results, calibration);
       write_file_atomic((fs::path(o->out) / "metrics.json").string(), json_text(metrics, 2) + "\n");
       eval::write_per_image_csv((fs::path(o->out) / "per_image.csv").string(), results, calibration);

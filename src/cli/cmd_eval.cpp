@@ -122,14 +122,6 @@ ScoredSplit score_split(const Options& o, bool seed_given) {
   return out;
 }
 
-// Unreadable images: one line each on stderr, then an Error if there were any.
-void fail_on_skipped(const std::vector<eval::ImageResult>& results) {
-  int64_t skipped = 0;
-  for (const auto& r : results)
-    if (!r.error.empty()) std::fprintf(stderr, "medsad: error: %s (skipped)\n", r.error.c_str()), ++skipped;
-  if (skipped) fail("", std::to_string(skipped) + " of " + std::to_string(results.size()) + " images could not be read");
-}
-
 }  // namespace
 
 void setup_eval_command(CLI::App& app, Action& action) {
@@ -146,6 +138,7 @@ void setup_eval_command(CLI::App& app, Action& action) {
       make_folders(o->out);  // before the scoring, so that an unusable --out costs nothing
       if (!o->report.empty()) make_folders(o->report);
       const auto scored = score_split(*o, seed_option->count() > 0);
+      fail_on_unreadable_images(scored.results);  // before writing: a previous run's results stay
       const auto& results = scored.results;
       const auto& spec_root = scored.root;
       const auto& calibration = scored.trained.info.calibration;
@@ -162,7 +155,6 @@ void setup_eval_command(CLI::App& app, Action& action) {
                                 calibration);
       if (o->cases > 0) write_case_panels(fs::path(o->out) / "cases", results, calibration, o->cases);
       std::printf("%s\n", json_text(metrics).c_str());
-      fail_on_skipped(results);
     };
   });
 
@@ -190,7 +182,7 @@ void setup_eval_command(CLI::App& app, Action& action) {
         }
       }
       const auto scored = score_split(*c, cal_seed->count() > 0);
-      fail_on_skipped(scored.results);
+      fail_on_unreadable_images(scored.results);
       const double pixel_before = scored.trained.info.calibration.pixel_threshold;
       const auto calibration = eval::calibrate(scored.results, rule, pixel_before);
       if (!calibration.calibrated)

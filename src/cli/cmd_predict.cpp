@@ -176,6 +176,15 @@ void setup_predict_command(CLI::App& app, Action& action) {
       if (!o->out.empty()) make_folders(o->out);
       int64_t failed = 0, unlisted_folders = 0, unwritten = 0;
       std::vector<std::string> inputs;  // files, folders expanded
+      // A bad input prints its line and the run goes on; a lone input's line is the run's error.
+      std::string lone_error;
+      const auto report = [&](const Error& e) {
+        ++failed;
+        if (o->images.size() == 1 && inputs.size() <= 1)
+          lone_error = e.what();
+        else
+          std::fprintf(stderr, "medsad: error: %s\n", e.what());
+      };
       eval::SeriesMasks series_masks;
       for (const auto& path : o->images) {
         std::error_code ec;
@@ -189,8 +198,8 @@ void setup_predict_command(CLI::App& app, Action& action) {
           if (is_series && !o->out.empty()) series_masks.add_folder(path, files, inputs.size());
           for (auto& file : files) inputs.push_back(std::move(file));
         } catch (const Error& e) {
-          std::fprintf(stderr, "medsad: error: %s\n", e.what());
-          ++failed, ++unlisted_folders;
+          report(e);
+          ++unlisted_folders;
         }
       }
       if (o->volume_index >= 0 && std::none_of(inputs.begin(), inputs.end(), data::is_nifti_path))
@@ -215,13 +224,12 @@ void setup_predict_command(CLI::App& app, Action& action) {
             image_inputs.push_back(i);
           }
         } catch (const Error& e) {
-          std::fprintf(stderr, "medsad: error: %s\n", e.what());
-          ++failed;
+          report(e);
         }
       }
       struct Batch {
         std::vector<size_t> indices;  // into image_paths, of the readable images
-        std::vector<std::string> errors;
+        std::vector<Error> errors;
         std::vector<torch::Tensor> images;
       };
       const auto step = static_cast<size_t>(o->batch);
@@ -233,7 +241,7 @@ void setup_predict_command(CLI::App& app, Action& action) {
               b.images.push_back(read_image_rgb(image_paths[i]));
               b.indices.push_back(i);
             } catch (const Error& e) {
-              b.errors.push_back(e.what());
+              b.errors.push_back(e);
             }
           }
           return b;
@@ -244,8 +252,7 @@ void setup_predict_command(CLI::App& app, Action& action) {
       for (size_t start = 0; start < image_paths.size(); start += step) {
         const Batch batch = next.get();
         if (start + step < image_paths.size()) next = read_from(start + step);
-        for (const auto& error : batch.errors) std::fprintf(stderr, "medsad: error: %s\n", error.c_str());
-        failed += static_cast<int64_t>(batch.errors.size());
+        for (const auto& error : batch.errors) report(error);
         const auto& images = batch.images;
         const auto results = eval::predict_images(*trained.model, trained.preprocess, images, o->batch);
         for (size_t i = 0; i < results.size(); ++i) {
@@ -274,6 +281,7 @@ void setup_predict_command(CLI::App& app, Action& action) {
         std::fflush(stdout);
       }
       if (!o->out.empty()) unwritten += series_masks.write(o->out, o->dicom_seg);
+      if (!lone_error.empty()) fail("", lone_error);
       if (failed)
         fail("", std::to_string(failed) + " of " +
                      std::to_string(static_cast<int64_t>(inputs.size()) + unlisted_folders) + " inputs could not be read");

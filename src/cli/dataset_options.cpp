@@ -1,7 +1,11 @@
 #include "cli/dataset_options.h"
 
+#include <cstdio>
+
 #include "cli/commands.h"
+#include "core/error.h"
 #include "data/dicom_io.h"
+#include "eval/evaluate.h"
 
 namespace medsad::cli {
 
@@ -34,6 +38,16 @@ data::DatasetSpec resolve_dataset_options(const DatasetOptions& o) {
   data::DatasetSpec spec = o.spec;
   spec.layout = data::parse_layout(o.layout);
   return spec;
+}
+
+void fail_on_unreadable_images(const std::vector<eval::ImageResult>& results) {
+  std::vector<const std::string*> errors;
+  for (const auto& r : results)
+    if (!r.error.empty()) errors.push_back(&r.error);
+  if (errors.empty()) return;
+  for (size_t i = 0; i + 1 < errors.size(); ++i) std::fprintf(stderr, "medsad: error: %s\n", errors[i]->c_str());
+  fail("", *errors.back() + " (" + std::to_string(errors.size()) + " of " + std::to_string(results.size()) +
+               " images could not be read)");
 }
 
 }  // namespace medsad::cli

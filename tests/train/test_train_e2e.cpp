@@ -452,6 +452,16 @@ TEST_F(TrainEndToEnd, LearnsAndBeatsTheUntrainedModel) {
       << with_empty.err;
   EXPECT_NE(with_empty.err.find("1 of 2 inputs could not be read"), std::string::npos) << with_empty.err;
   EXPECT_EQ(std::count(with_empty.out.begin(), with_empty.out.end(), '\n'), 1);
+  // A lone input that cannot be read, as a file or a folder: its line is the whole error.
+  const std::string broken = dir->file("broken.png");
+  write_file_atomic(broken, std::string("not a PNG"));
+  for (const auto& [input, problem] : {std::pair{broken, broken + ": cannot decode the image"},
+                                       std::pair{empty, empty + ": no DICOM series, image or NIfTI volume"}}) {
+    const auto lone = test::run_medsad("predict --model " + q(run + "/best.ckpt") + " " + q(input));
+    EXPECT_EQ(lone.exit_code, 1);
+    EXPECT_EQ(lone.err.rfind("medsad: error: " + problem, 0), 0u) << lone.err;
+    EXPECT_EQ(std::count(lone.err.begin(), lone.err.end(), '\n'), 1) << lone.err;
+  }
 
   // Same seed, same data -> same numbers.
   const std::string run2 = dir->file("run2");
@@ -661,6 +671,24 @@ TEST_F(TrainEndToEnd, BadInputsGiveOneClearLine) {
     EXPECT_EQ(r.exit_code, 1) << r.err;
     EXPECT_NE(r.err.find("medsad: error: " + valid_image + ": cannot decode the image"), std::string::npos) << r.err;
     EXPECT_FALSE(std::filesystem::exists(dir->file("bad_run")));
+    // eval and baseline on that split: one line, and a previous run's results left as they were.
+    const std::string previous = copy.file("previous");
+    std::filesystem::create_directories(previous);
+    write_file_atomic(previous + "/metrics.json", std::string("{\"previous\": true}\n"));
+    const std::string model = dir->file("run/best.ckpt");
+    for (const std::string& command :
+         {"eval --model " + q(model) + " --split valid --data " + q(copy.file("data")) + " --out " + q(previous),
+          "baseline --data " + q(copy.file("data")) + " --out " + q(previous)}) {
+      if (command.rfind("eval", 0) == 0 && !std::filesystem::exists(model)) continue;
+      r = test::run_medsad(command);
+      EXPECT_EQ(r.exit_code, 1) << command << "\n" << r.err;
+      const auto last_line = r.err.substr(r.err.rfind("medsad: error: "));
+      EXPECT_EQ(std::count(last_line.begin(), last_line.end(), '\n'), 1) << r.err;
+      EXPECT_EQ(last_line.rfind("medsad: error: " + valid_image + ": cannot decode the image", 0), 0u) << r.err;
+      EXPECT_NE(last_line.find("(1 of "), std::string::npos) << r.err;
+      EXPECT_EQ(read_file_text(previous + "/metrics.json"), "{\"previous\": true}\n") << command;
+      EXPECT_FALSE(std::filesystem::exists(previous + "/per_image.csv")) << command;
+    }
   }
 
   // A checkpoint used with another backbone.
