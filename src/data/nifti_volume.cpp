@@ -275,12 +275,39 @@ Volume read_nifti_volume(const std::string& given_path, int64_t volume_index) {
   return volume;
 }
 
-torch::Tensor read_nifti_mask(const std::string& mask_path, const Volume& volume, const std::string& volume_path) {
-  const Volume mask = read_nifti_volume(mask_path);
+namespace {
+
+// More classes than any anatomical atlas has (FreeSurfer's counts in the hundreds).
+constexpr int64_t kMaxLabelClasses = 1000;
+
+// The volume in `mask_path`, which must lie on `volume`'s grid.
+Volume read_on_grid_of(const std::string& mask_path, const Volume& volume, const std::string& volume_path) {
+  Volume mask = read_nifti_volume(mask_path);
   if (!mask.voxels.sizes().equals(volume.voxels.sizes()))
     fail(mask_path, "mask is " + shape_text(mask.voxels) + " voxels (SxAxR) but its volume " + volume_path + " is " +
                         shape_text(volume.voxels));
-  return mask.voxels > 0;
+  return mask;
+}
+
+}  // namespace
+
+torch::Tensor read_nifti_mask(const std::string& mask_path, const Volume& volume, const std::string& volume_path) {
+  return read_on_grid_of(mask_path, volume, volume_path).voxels > 0;
+}
+
+torch::Tensor read_nifti_labels(const std::string& label_path, const Volume& volume, const std::string& volume_path) {
+  const auto labels = read_on_grid_of(label_path, volume, volume_path).voxels;
+  // A segmentation holds whole class numbers; anything else is the wrong file (an intensity
+  // image given as the labels) or one resampled with interpolation.
+  if (labels.lt(0).any().item<bool>()) fail(label_path, "label volume holds negative values");
+  if (!labels.eq(labels.round()).all().item<bool>())
+    fail(label_path, "label volume holds values that are not whole numbers (an image rather than a "
+                     "segmentation, or one resampled with interpolation)");
+  const int64_t classes = std::get<0>(torch::_unique(labels.flatten())).size(0);
+  if (classes > kMaxLabelClasses)
+    fail(label_path, "label volume holds " + std::to_string(classes) + " distinct values (an image rather than a "
+                     "segmentation, which holds at most " + std::to_string(kMaxLabelClasses) + ")");
+  return labels > 0;
 }
 
 namespace {

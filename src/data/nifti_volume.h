@@ -34,7 +34,7 @@ struct Volume {
 
 // Reads any real datatype niftilib reads (u/int8..64, float32/64) as float32 with the header's
 // scaling applied (value · scl_slope + scl_inter; scl_slope 0 means unscaled, as NIfTI says).
-// Non-finite voxels are kept. A file of several volumes (dims 4 to 7 above 1: a time series, or
+// Non-finite float voxels read as 0 (niftilib replaces them as it loads). A file of several volumes (dims 4 to 7 above 1: a time series, or
 // the contrasts of one subject stacked, as the Medical Segmentation Decathlon's brain tumours
 // are) gives its volume `volume_index` (0-based, dims 4 to 7 flattened, dim 4 fastest); -1
 // requires a single volume. Throws Error(path, ...) if the file is missing, not NIfTI (ANALYZE
@@ -46,6 +46,12 @@ struct Volume {
 // `volume`'s (the message names `volume_path` and both shapes).
 [[nodiscard]] torch::Tensor read_nifti_mask(const std::string& mask_path, const Volume& volume,
                                             const std::string& volume_path);
+
+// The lesion voxels (label > 0) of the segmentation in `label_path`, as read_nifti_mask reads a
+// mask, after checking that it is one: Error(label_path, ...) for negative values, values that
+// are not whole numbers, or over 1000 distinct values.
+[[nodiscard]] torch::Tensor read_nifti_labels(const std::string& label_path, const Volume& volume,
+                                              const std::string& volume_path);
 
 // Writes `volume` as float32 with an RAS scanner-space qform and sform (origin at voxel 0),
 // gzip-compressed when `path` ends in ".gz", atomically. Throws Error(path, ...) on failure.

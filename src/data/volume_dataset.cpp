@@ -153,7 +153,7 @@ VolumeSliceSummary write_volume_slices(const VolumeSliceOptions& options,
       const auto& vc = cases[c];
       const Volume volume = read_nifti_volume(vc.image, options.volume_index);
       Volume label;
-      label.voxels = read_nifti_mask(vc.label, volume, vc.image).to(torch::kFloat32);
+      label.voxels = read_nifti_labels(vc.label, volume, vc.image).to(torch::kFloat32);
       label.spacing_mm = volume.spacing_mm;
       IntensityWindow window;
       try {

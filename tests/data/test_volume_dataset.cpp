@@ -158,6 +158,37 @@ TEST(VolumeSlices, BadCasesAndOptionsGiveOneLineAndWriteNothing) {
   EXPECT_EQ(read_file_text(dir.file("slices/keep.txt")), "mine");
 }
 
+TEST(VolumeSlices, LabelVolumesMustBeSegmentations) {
+  // BraTS's classes 0, 1, 2 and 4 are lesion wherever above 0; negative, fractional values and an
+  // image's thousands of grey levels are refused, naming the label file. (niftilib reads NaN as 0.)
+  ScratchDir dir;
+  const Volume image{torch::rand({16, 10, 8}), {1.0, 1.0, 1.0}};
+  const std::string path = dir.file("seg.nii.gz");
+  auto brats = torch::zeros({16, 10, 8});
+  brats[3].fill_(1), brats[4].fill_(2), brats[5].fill_(4);
+  write_nifti_volume(path, Volume{brats, image.spacing_mm});
+  EXPECT_TRUE(torch::equal(read_nifti_labels(path, image, "t1.nii.gz"), brats > 0));
+  const auto with = [&](float value) {
+    auto labels = brats.clone();
+    labels[9][2][3] = value;
+    return labels;
+  };
+  const std::vector<std::pair<torch::Tensor, std::string>> bad = {
+      {with(-1), "negative values"},
+      {with(0.3f), "not whole numbers"},
+      {torch::arange(16 * 10 * 8, torch::kFloat32).reshape({16, 10, 8}), "1280 distinct values"}};
+  for (const auto& [labels, problem] : bad) {
+    write_nifti_volume(path, Volume{labels, image.spacing_mm});
+    try {
+      (void)read_nifti_labels(path, image, "t1.nii.gz");
+      ADD_FAILURE() << problem << ": read";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.path(), path);
+      EXPECT_NE(e.problem().find(problem), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(VolumeSlices, TheCommandLineReadsItsSharesAndRefusesBadOnes) {
   ScratchDir dir;
   for (int i = 0; i < 4; ++i) write_case(dir.file("cases"), i);
