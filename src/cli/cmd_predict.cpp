@@ -174,7 +174,7 @@ void setup_predict_command(CLI::App& app, Action& action) {
       apply_window_option(o->window);
       const auto compute = resolve_compute_options(o->compute);
       if (!o->out.empty()) make_folders(o->out);
-      int64_t failed = 0, unlisted_folders = 0, unwritten = 0;
+      int64_t failed = 0, unlisted = 0, unwritten = 0;  // unlisted: bad folders and files left out of them
       std::vector<std::string> inputs;  // files, folders expanded
       // A bad input prints its line and the run goes on; a lone input's line is the run's error.
       std::string lone_error;
@@ -194,12 +194,14 @@ void setup_predict_command(CLI::App& app, Action& action) {
         }
         try {
           bool is_series = false;
-          auto files = data::folder_inputs(path, &is_series);
+          std::vector<Error> unreadable;
+          auto files = data::folder_inputs(path, &is_series, &unreadable);
           if (is_series && !o->out.empty()) series_masks.add_folder(path, files, inputs.size());
           for (auto& file : files) inputs.push_back(std::move(file));
+          for (const auto& e : unreadable) report(e), ++unlisted;  // files of the folder left out
         } catch (const Error& e) {
           report(e);
-          ++unlisted_folders;
+          ++unlisted;
         }
       }
       if (o->volume_index >= 0 && std::none_of(inputs.begin(), inputs.end(), data::is_nifti_path))
@@ -284,7 +286,7 @@ void setup_predict_command(CLI::App& app, Action& action) {
       if (!lone_error.empty()) fail("", lone_error);
       if (failed)
         fail("", std::to_string(failed) + " of " +
-                     std::to_string(static_cast<int64_t>(inputs.size()) + unlisted_folders) + " inputs could not be read");
+                     std::to_string(static_cast<int64_t>(inputs.size()) + unlisted) + " inputs could not be read");
       if (unwritten) fail("", std::to_string(unwritten) + " DICOM Segmentation(s) could not be written");
     };
   });

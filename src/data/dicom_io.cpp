@@ -375,7 +375,7 @@ std::optional<std::array<double, 16>> dicom_stack_affine(const std::vector<Dicom
   return m;
 }
 
-std::vector<std::string> sorted_dicom_series(const std::string& dir) {
+std::vector<std::string> sorted_dicom_series(const std::string& dir, std::vector<Error>* unreadable) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) fail(dir, "not a folder");
   struct Entry {
@@ -394,8 +394,9 @@ std::vector<std::string> sorted_dicom_series(const std::string& dir) {
     DcmFileFormat file;
     try {
       load(file, path, true);
-    } catch (const Error&) {
-      continue;  // a stray non-DICOM .dcm: not part of the series
+    } catch (const Error& e) {
+      if (unreadable) unreadable->push_back(e);  // corrupt, or a stray non-DICOM .dcm
+      continue;
     }
     DcmDataset* data = file.getDataset();
     Entry e{path, "", std::nullopt, std::nullopt, std::nullopt};
@@ -421,7 +422,7 @@ std::vector<std::string> sorted_dicom_series(const std::string& dir) {
     if (data->findAndGetSint32(DCM_InstanceNumber, instance).good()) e.instance = instance;
     entries.push_back(std::move(e));
   }
-  if (entries.empty()) fail(dir, "no DICOM file in this folder");
+  if (entries.empty()) fail(dir, "no readable DICOM file in this folder");
   const bool by_position = std::all_of(entries.begin(), entries.end(), [](const Entry& e) { return e.position.has_value(); });
   const bool by_instance = std::all_of(entries.begin(), entries.end(), [](const Entry& e) { return e.instance.has_value(); });
   const bool by_series_number =

@@ -14,6 +14,8 @@
 
 #include <opencv2/core.hpp>
 
+#include "core/error.h"
+
 class DcmFileFormat;  // DCMTK
 
 namespace medsad::data {
@@ -80,8 +82,9 @@ std::optional<std::array<double, 16>> dicom_stack_affine(const std::vector<Dicom
 // The DICOM files of a series folder (hidden files and non-DICOM files skipped), in slice order:
 // by Image Position (Patient) along the slice normal from Image Orientation (Patient), else by
 // Instance Number, else by name. A folder holding several series gives them one after another
-// (by Series Number, else Series Instance UID), each in slice order. Throws Error(dir, ...) if it
-// holds no DICOM file.
-std::vector<std::string> sorted_dicom_series(const std::string& dir);
+// (by Series Number, else Series Instance UID), each in slice order. A file that looks like
+// DICOM (its preamble, or a .dcm name) but cannot be read is left out, and its Error added to
+// `unreadable` when given. Throws Error(dir, ...) if the folder holds no readable DICOM file.
+std::vector<std::string> sorted_dicom_series(const std::string& dir, std::vector<Error>* unreadable = nullptr);
 
 }  // namespace medsad::data

@@ -44,7 +44,7 @@ bool is_multiframe_dicom(const std::string& path) {
   }
 }
 
-std::vector<std::string> folder_inputs(const std::string& dir, bool* is_series) {
+std::vector<std::string> folder_inputs(const std::string& dir, bool* is_series, std::vector<Error>* unreadable) {
   std::vector<std::string> volumes;
   bool dicom = false;
   std::error_code ec;
@@ -58,8 +58,19 @@ std::vector<std::string> folder_inputs(const std::string& dir, bool* is_series) 
     else if (is_dicom_file(it->path().string())) dicom = true;
   }
   if (ec) fail(dir, "cannot list the folder: " + ec.message());
-  *is_series = dicom;
-  if (dicom) return sorted_dicom_series(dir);
+  *is_series = false;
+  if (dicom) {
+    try {
+      std::vector<Error> left_out;
+      auto series = sorted_dicom_series(dir, &left_out);
+      *is_series = true;
+      unreadable->insert(unreadable->end(), left_out.begin(), left_out.end());
+      return series;
+    } catch (const Error&) {
+      // No readable DICOM file: the folder's images (its .dcm files among them, to be reported
+      // as each is read) and volumes.
+    }
+  }
   auto files = image_files_in(dir);
   files.insert(files.end(), volumes.begin(), volumes.end());
   std::sort(files.begin(), files.end());

@@ -4,6 +4,8 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
+
 namespace medsad::data {
 
 // A NIfTI volume by its name: .nii, .nii.gz, or either half of a .hdr/.img pair (any case).
@@ -16,10 +18,12 @@ std::string volume_stem(const std::string& path);
 // reader reports those).
 bool is_multiframe_dicom(const std::string& path);
 
-// The files a folder argument stands for: its DICOM series in slice order if it holds a DICOM
-// file (*is_series true), else its images (as the dataset layouts count them) and NIfTI volumes
-// in name order. Throws Error(dir, ...) for a folder that cannot be listed or holds none of them.
-std::vector<std::string> folder_inputs(const std::string& dir, bool* is_series);
+// The files a folder argument stands for: its DICOM series in slice order if it holds a readable
+// DICOM file (*is_series true), else its images (as the dataset layouts count them) and NIfTI
+// volumes in name order (unreadable .dcm files among the images, to fail as each is read). A
+// series' files that look like DICOM but cannot be read are left out, their Errors added to
+// `unreadable`. Throws Error(dir, ...) for a folder that cannot be listed or holds none of them.
+std::vector<std::string> folder_inputs(const std::string& dir, bool* is_series, std::vector<Error>* unreadable);
 
 // The NAME of each input's files under --out: its file name without the extension (.nii.gz
 // whole), or, where inputs share one, the path as given with "/" written "__" and the

@@ -188,8 +188,14 @@ TEST(Dicom, SeriesIsSortedByPositionNotByName) {
   for (size_t i = 0; i < sources.size(); ++i)
     fs::copy_file(sources[i], dir.file("im" + std::to_string(names[i]) + ".dcm"));
   std::ofstream(dir.file("notes.txt")) << "not an image";
-  const auto sorted = sorted_dicom_series(dir.path().string());
+  // A slice cut short in its header: left out of the order and reported.
+  const std::string cut = read_file_text(sources[0].string()).substr(0, 200);
+  write_file_atomic(dir.file("cut.dcm"), cut);
+  std::vector<Error> unreadable;
+  const auto sorted = sorted_dicom_series(dir.path().string(), &unreadable);
   ASSERT_EQ(sorted.size(), 20u);
+  ASSERT_EQ(unreadable.size(), 1u);
+  EXPECT_EQ(unreadable[0].path(), dir.file("cut.dcm"));
   std::string all;
   for (const auto& path : sorted) all += read_dicom_pixel_bytes(path);
   EXPECT_EQ(crc32_of(all), expected);

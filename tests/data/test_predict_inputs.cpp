@@ -48,11 +48,22 @@ TEST(PredictInputs, AFolderOfImagesAndVolumesIsListedInNameOrder) {
     std::ofstream(dir.file(name)) << "x";
   std::filesystem::create_directories(dir.file("sub"));
   bool is_series = true;
-  const auto files = folder_inputs(dir.path().string(), &is_series);
+  std::vector<Error> unreadable;
+  const auto files = folder_inputs(dir.path().string(), &is_series, &unreadable);
   EXPECT_FALSE(is_series);
   const std::vector<std::string> expected = {dir.file("a.png"), dir.file("b.png"), dir.file("pair.hdr"),
                                              dir.file("v.nii.gz")};
   EXPECT_EQ(files, expected);
+  EXPECT_TRUE(unreadable.empty());
   test::ScratchDir empty;
-  EXPECT_THROW((void)folder_inputs(empty.path().string(), &is_series), Error);
+  EXPECT_THROW((void)folder_inputs(empty.path().string(), &is_series, &unreadable), Error);
+
+  // A .dcm that is not DICOM beside the images: the folder is still its images (the .dcm among
+  // them, to fail when read), not an empty series.
+  std::ofstream(dir.file("stray.dcm")) << "not DICOM";
+  auto with_stray = expected;
+  with_stray.insert(with_stray.begin() + 3, dir.file("stray.dcm"));
+  EXPECT_EQ(folder_inputs(dir.path().string(), &is_series, &unreadable), with_stray);
+  EXPECT_FALSE(is_series);
+  EXPECT_TRUE(unreadable.empty());
 }
