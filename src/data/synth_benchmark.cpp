@@ -124,6 +124,11 @@ nlohmann::json load_volumes(const SynthOptions& options, SlicePools& pools, Synt
     const Volume volume = read_nifti_volume(source.image, source.volume_index);
     const auto brain =
         source.brain_mask.empty() ? volume.voxels > 0 : read_nifti_mask(source.brain_mask, volume, source.image);
+    if (!brain.any().item<bool>()) {
+      if (source.brain_mask.empty())
+        fail(source.image, "holds no voxel above 0 (without a --brain-mask it must be a brain-extracted volume)");
+      fail(source.brain_mask, "the brain mask is empty (no voxel above 0)");
+    }
     auto slices = prepare_slices(volume, brain, static_cast<int64_t>(v), options, source.image);
     std::vector<int64_t> indices;
     for (const auto& slice : slices) indices.push_back(slice.index);

@@ -74,7 +74,9 @@ void VolumeSliceOptions::validate() const {
 
 std::vector<VolumeCase> find_volume_cases(const VolumeSliceOptions& options) {
   std::error_code ec;
-  if (!fs::is_directory(options.images_dir, ec)) fail(options.images_dir, "no such folder");
+  if (!fs::is_directory(options.images_dir, ec))
+    fail(options.images_dir, fs::exists(options.images_dir, ec) ? "is not a folder (--images takes the folder of cases)"
+                                                                : "no such folder");
   std::vector<VolumeCase> cases;
   std::map<std::string, std::string> seen;  // subject -> image
   for (fs::recursive_directory_iterator it(options.images_dir, ec), end; it != end && !ec; it.increment(ec)) {

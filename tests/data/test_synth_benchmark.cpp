@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <numeric>
+#include <tuple>
 
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
@@ -309,6 +310,20 @@ TEST(SynthOptions, AFailedRunLeavesThePreviousBenchmarkIntact) {
   options.volumes = {{dir.file("broken.nii"), ""}};
   EXPECT_THROW((void)generate_benchmark(options), Error);
   EXPECT_TRUE(file_tree(root) == before) << "a failed run changed the previous benchmark";
+  // An empty brain is blamed on the file that makes it: the mask given, or the volume without one.
+  write_nifti_volume(dir.file("zeros.nii"), Volume{torch::zeros({8, 8, 8}), {1.0, 1.0, 1.0}});
+  write_nifti_volume(dir.file("head.nii"), Volume{torch::rand({8, 8, 8}) - 2, {1.0, 1.0, 1.0}});
+  for (const auto& [volume, mask, blamed] :
+       {std::tuple{dir.file("head.nii"), dir.file("zeros.nii"), dir.file("zeros.nii")},
+        std::tuple{dir.file("head.nii"), std::string(), dir.file("head.nii")}}) {
+    options.volumes = {{volume, mask}};
+    try {
+      (void)generate_benchmark(options);
+      ADD_FAILURE() << "an empty brain was accepted";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.path(), blamed) << e.what();
+    }
+  }
 
   // An interrupted run's staging folder neither blocks the next run nor stays behind.
   fs::create_directories(root + "/.synth-partial/train/good/img");
