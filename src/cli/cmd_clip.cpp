@@ -148,7 +148,8 @@ void setup_clip_commands(CLI::App& app, Action& action) {
   embed->add_option("--bpe", opts->bpe, "bpe_simple_vocab_16e6.txt.gz (needed with --text)");
   embed->add_option("--image", opts->images, "image file (repeatable)");
   embed->add_option("--text", opts->texts, "text (repeatable)");
-  embed->add_option("--image-size", opts->image_size, "run the image tower at N x N (default: native)");
+  embed->add_option("--image-size", opts->image_size, "run the image tower at N x N (default: native)")
+      ->check(CLI::Range(1, 4096));
   embed->add_option("--block-tokens", opts->block_tokens, "also save the residual stream after block K (1-based)");
   embed->add_option("--out", opts->out, "safetensors file for --block-tokens");
   embed->callback([&action, opts] { action = [opts] { run_embed(*opts); }; });

@@ -44,6 +44,7 @@ void setup_serve_command(CLI::App& app, Action& action) {
   cmd->callback([&action, o] {
     action = [o] {
       apply_window_option(o->window);
+      check_range("--max-body-mb", o->max_body_mb, 0.001, 4096.0);  // CLI11's range lets NaN through
       o->serve.max_body_bytes = static_cast<size_t>(o->max_body_mb * 1024 * 1024);
       const auto compute = resolve_compute_options(o->compute);
       auto trained = model::load_trained_model(o->model, o->weights, o->bpe, compute.precision, compute.device);

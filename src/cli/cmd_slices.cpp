@@ -42,7 +42,8 @@ void setup_slices_command(CLI::App& app, Action& action) {
   cmd->add_option("--axis", o->axis, "slice along axial (default), coronal or sagittal")
       ->check(CLI::IsMember({"axial", "coronal", "sagittal"}));
   cmd->add_option("--split", o->split, "shares of the cases for train, valid and test (default 0.7,0.1,0.2)");
-  cmd->add_option("--seed", s.seed, "which cases go to which split (default 0)");
+  cmd->add_option("--seed", s.seed, "which cases go to which split (default 0)")
+      ->check(not_negative());
   cmd->add_option("--min-tissue", s.min_tissue,
                   "keep slices whose tissue covers at least this share of the case's largest slice (default 0.25)");
   cmd->add_option("--min-lesion-pixels", s.min_lesion_pixels,

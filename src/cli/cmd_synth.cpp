@@ -34,13 +34,14 @@ void setup_synth_command(CLI::App& app, Action& action) {
   auto* index_option = cmd->add_option("--volume-index", o->volume_indices,
                                        "of a 4-D --volume (e.g. a Decathlon case's contrasts): which volume, "
                                        "0-based; follows that --volume")
-                           ->check(CLI::NonNegativeNumber);
+                           ->check(not_negative());
   cmd->add_option("--size", s.image_size, "image side in pixels (default 128)");
   cmd->add_option("--train", s.train_count, "training images (default 1200)");
   cmd->add_option("--valid", s.valid_count, "validation images (default 160)");
   cmd->add_option("--test", s.test_count, "test images (default 320)");
   cmd->add_option("--abnormal-fraction", s.abnormal_fraction, "share of images with a lesion (default 0.5)");
-  cmd->add_option("--seed", s.seed, "seed of every random choice (default 0)");
+  cmd->add_option("--seed", s.seed, "seed of every random choice (default 0)")
+      ->check(not_negative());
   cmd->add_option("--difficulty", o->difficulty, "lesion size and contrast: easy, medium or hard (default medium)");
   cmd->add_option("--variation", o->variation,
                   "per-image variation (warp, bias field, gamma, contrast, noise) as a multiple of the "

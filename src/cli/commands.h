@@ -60,6 +60,14 @@ inline void add_clip_activation_option(CLI::App* cmd, std::string& activation) {
       ->check(CLI::IsMember({"auto", "quick_gelu", "gelu"}));
 }
 
+// For unsigned options (seeds): CLI11 would read "-1" as 2^64 - 1, and its own NonNegativeNumber
+// prints a 300-digit bound.
+inline CLI::Validator not_negative() {
+  return CLI::Validator(
+      [](std::string& value) { return value.rfind('-', 0) == 0 ? "must not be negative, got " + value : std::string(); },
+      "NON-NEGATIVE");
+}
+
 void setup_clip_commands(CLI::App& app, Action& action);
 void setup_train_command(CLI::App& app, Action& action);
 void setup_eval_command(CLI::App& app, Action& action);

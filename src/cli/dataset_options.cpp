@@ -31,7 +31,8 @@ void add_dataset_options(CLI::App* app, DatasetOptions& o) {
       ->check(CLI::Range(0.0, 0.9));
   app->add_option("--abnormal-budget", o.spec.abnormal_budget, "keep K labelled abnormal training images (-1: all)")
       ->check(CLI::Range(int64_t(-1), int64_t(1) << 40));
-  app->add_option("--seed", o.spec.seed, "seed for split carving, budget, and training");
+  app->add_option("--seed", o.spec.seed, "seed for split carving, budget, and training")
+      ->check(not_negative());
 }
 
 data::DatasetSpec resolve_dataset_options(const DatasetOptions& o) {

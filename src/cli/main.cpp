@@ -71,6 +71,7 @@ int main(int argc, char** argv) {
   try {
     medsad::configure_thread_wait(argv, fp32_products_on_cpu(app));
     const int used = medsad::configure_threads(threads);
+    if (threads > 0 && used != threads) spdlog::warn("--threads {}: using {}, four per core", threads, used);
     const std::string blas = medsad::blas_library_path();
     if (!medsad::is_fast_blas(blas))
       spdlog::warn("LibTorch is using a slow reference BLAS ({}): install libopenblas0-pthread for ~10x speed",

@@ -27,7 +27,7 @@ void configure_thread_wait(char** argv, bool fp32_products_on_cpu);
 // "default" (libgomp's short spin).
 std::string thread_wait_description();
 
-// Sets LibTorch's intra-op threads: n > 0 as given, n == 0 means every core.
+// Sets LibTorch's intra-op threads: n > 0 as given up to 4 per core, n == 0 means every core.
 // Returns the count in effect.
 int configure_threads(int n);
 

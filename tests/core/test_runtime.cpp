@@ -25,6 +25,7 @@ TEST(Runtime, ThreadsDefaultToEveryCore) {
   EXPECT_EQ(configure_threads(3), 3);
   EXPECT_EQ(torch::get_num_threads(), 3);
   EXPECT_EQ(configure_threads(0), static_cast<int>(std::thread::hardware_concurrency()));
+  EXPECT_EQ(configure_threads(100000), 4 * static_cast<int>(std::thread::hardware_concurrency()));
   torch::set_num_threads(2);
 }
 
