@@ -160,6 +160,9 @@ std::string encode_png(const cv::Mat& image) {
 }
 
 torch::Tensor image_to_rgb(const cv::Mat& image, const std::string& path) {
+  if (image.rows < kMinImageSide || image.cols < kMinImageSide)
+    fail(path, "is " + std::to_string(image.cols) + "x" + std::to_string(image.rows) +
+                   " pixels: too small to score (at least " + std::to_string(kMinImageSide) + " a side)");
   // The colour channels at the stored depth: grey, or BGR without alpha.
   cv::Mat colour;
   switch (image.channels()) {

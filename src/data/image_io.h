@@ -24,7 +24,12 @@ torch::Tensor read_image_rgb(const std::string& path);
 // multi-frame DICOM file, one image for anything else. `name` stands for the file in errors.
 std::vector<torch::Tensor> decode_image_frames_rgb(const std::string& bytes, const std::string& name);
 
+// The smallest side of an image worth scoring: a strip of 1 or 2 pixels blown up to the model's
+// input is no picture of anything.
+constexpr int64_t kMinImageSide = 8;
+
 // A decoded image (any depth OpenCV gives, 1-4 channels, BGR order) as read_image_rgb returns it.
+// Throws Error(path, ...) for a side under kMinImageSide.
 torch::Tensor image_to_rgb(const cv::Mat& image, const std::string& path);
 
 // The PNG file bytes of `image` (8 or 16 bit; grey, BGR or BGRA).

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "core/error.h"
+#include "data/image_io.h"
 #include "eval/evaluate.h"
 
 namespace medsad::eval {
@@ -15,12 +17,19 @@ VolumePrediction predict_volume(model::MedSadClipImpl& model, const clip::ImageP
   const auto [lo, hi] = data::volume_window(volume);
 
   const int64_t d = axis_dim(axis), count = volume.voxels.size(d);
+
   VolumePrediction out;
   out.anomaly_map = torch::zeros(volume.voxels.sizes(), torch::kFloat32);
   for (int64_t start = 0; start < count; start += batch_size) {
     std::vector<torch::Tensor> images;
-    for (int64_t k = start; k < std::min(count, start + batch_size); ++k)
-      images.push_back(volume_slice_image(volume, axis, k, lo, hi));
+    for (int64_t k = start; k < std::min(count, start + batch_size); ++k) {
+      images.push_back(volume_slice_image(volume, axis, k, lo, hi));  // [3, H, W], square pixels
+      const int64_t rows = images.back().size(1), cols = images.back().size(2);
+      if (rows < kMinImageSide || cols < kMinImageSide)
+        fail("", "its " + std::string(data::to_string(axis)) + " slices are " + std::to_string(cols) + "x" +
+                     std::to_string(rows) + " pixels: too small to score (at least " +
+                     std::to_string(kMinImageSide) + " a side)");
+    }
     const auto results = predict_images(model, preprocess, images, batch_size);
     for (size_t i = 0; i < results.size(); ++i) {
       out.slice_scores.push_back(results[i].score);

@@ -32,16 +32,16 @@ float expected(int y, int x, int c) { return ((x + 3 * y + 7 * c) % 256) / 255.0
 
 TEST(ImageIo, GreyEightBitIsReplicatedToThreeChannels) {
   test::ScratchDir dir;
-  cv::imwrite(dir.file("g.png"), pattern(5, 9, CV_8UC1));
+  cv::imwrite(dir.file("g.png"), pattern(9, 12, CV_8UC1));
   const auto img = read_image_rgb(dir.file("g.png"));
-  ASSERT_EQ(img.sizes(), torch::IntArrayRef({3, 5, 9}));
+  ASSERT_EQ(img.sizes(), torch::IntArrayRef({3, 9, 12}));
   EXPECT_FLOAT_EQ(img[0][4][8].item<float>(), expected(4, 8, 0));
   EXPECT_TRUE(torch::equal(img[0], img[2]));
 }
 
 TEST(ImageIo, SixteenBitGreyUsesTheFullRange) {
   test::ScratchDir dir;
-  cv::imwrite(dir.file("g16.png"), pattern(4, 6, CV_16UC1));
+  cv::imwrite(dir.file("g16.png"), pattern(8, 10, CV_16UC1));
   const auto img = read_image_rgb(dir.file("g16.png"));
   EXPECT_NEAR(img[1][3][5].item<float>(), expected(3, 5, 0), 1e-6);
 }
@@ -49,8 +49,8 @@ TEST(ImageIo, SixteenBitGreyUsesTheFullRange) {
 TEST(ImageIo, ColourIsRgbOrderAndAlphaIsDropped) {
   test::ScratchDir dir;
   // OpenCV stores BGR(A): channel 0 on disk is blue, so RGB channel 2 must equal pattern channel 0.
-  cv::imwrite(dir.file("c.png"), pattern(3, 4, CV_8UC4));
-  cv::imwrite(dir.file("c.tif"), pattern(3, 4, CV_16UC3));
+  cv::imwrite(dir.file("c.png"), pattern(8, 8, CV_8UC4));
+  cv::imwrite(dir.file("c.tif"), pattern(8, 8, CV_16UC3));
   for (const char* name : {"c.png", "c.tif"}) {
     const auto img = read_image_rgb(dir.file(name));
     ASSERT_EQ(img.size(0), 3) << name;
@@ -63,33 +63,34 @@ TEST(ImageIo, SignedAndFloatTiffsMapTheirOwnRangeToUnit) {
   // A CT slice in Hounsfield units (signed 16 bit, and the same as float) spans its own min..max;
   // a float image already in [0, 1] is kept as stored; RGBA float drops alpha before the range.
   test::ScratchDir dir;
-  cv::Mat hu(4, 5, CV_16SC1);
-  for (int y = 0; y < 4; ++y)
-    for (int x = 0; x < 5; ++x) hu.at<int16_t>(y, x) = static_cast<int16_t>(-1000 + 150 * (5 * y + x));
+  constexpr int rows = 8, cols = 10;
+  cv::Mat hu(rows, cols, CV_16SC1);
+  for (int y = 0; y < rows; ++y)
+    for (int x = 0; x < cols; ++x) hu.at<int16_t>(y, x) = static_cast<int16_t>(-1000 + 150 * (cols * y + x));
   cv::Mat hu_float;
   hu.convertTo(hu_float, CV_32F);
   ASSERT_TRUE(cv::imwrite(dir.file("hu16.tif"), hu));
   ASSERT_TRUE(cv::imwrite(dir.file("hu32.tif"), hu_float));
   for (const char* name : {"hu16.tif", "hu32.tif"}) {
     const auto img = read_image_rgb(dir.file(name));
-    ASSERT_EQ(img.sizes(), torch::IntArrayRef({3, 4, 5})) << name;
-    EXPECT_FLOAT_EQ(img[0][0][0].item<float>(), 0.0f) << name;
-    EXPECT_FLOAT_EQ(img[1][3][4].item<float>(), 1.0f) << name;
-    EXPECT_NEAR(img[2][1][2].item<float>(), (150.0 * 7) / (150.0 * 19), 1e-6) << name;
+    ASSERT_EQ(img.sizes(), torch::IntArrayRef({3, rows, cols})) << name;
+    EXPECT_NEAR(img[0][0][0].item<float>(), 0.0f, 1e-6) << name;
+    EXPECT_NEAR(img[1][rows - 1][cols - 1].item<float>(), 1.0f, 1e-6) << name;
+    EXPECT_NEAR(img[2][1][2].item<float>(), (cols + 2.0) / (rows * cols - 1.0), 1e-6) << name;
   }
-  cv::Mat unit(3, 3, CV_32FC4, cv::Scalar(0.25, 0.5, 0.75, 40.0));  // BGRA; alpha outside [0, 1]
+  cv::Mat unit(8, 8, CV_32FC4, cv::Scalar(0.25, 0.5, 0.75, 40.0));  // BGRA; alpha outside [0, 1]
   ASSERT_TRUE(cv::imwrite(dir.file("unit.tif"), unit));
   const auto img = read_image_rgb(dir.file("unit.tif"));
   EXPECT_FLOAT_EQ(img[0][1][1].item<float>(), 0.75f);  // red: OpenCV's third channel
   EXPECT_FLOAT_EQ(img[2][1][1].item<float>(), 0.25f);
-  cv::Mat flat(3, 3, CV_32FC1, cv::Scalar(300.0));
+  cv::Mat flat(8, 8, CV_32FC1, cv::Scalar(300.0));
   ASSERT_TRUE(cv::imwrite(dir.file("flat.tif"), flat));
   EXPECT_EQ(read_image_rgb(dir.file("flat.tif")).abs().max().item<float>(), 0.0f);
 }
 
 TEST(ImageIo, NonFinitePixelsAreRefused) {
   test::ScratchDir dir;
-  cv::Mat image(4, 4, CV_32FC1, cv::Scalar(0.5));
+  cv::Mat image(8, 8, CV_32FC1, cv::Scalar(0.5));
   image.at<float>(2, 1) = std::numeric_limits<float>::quiet_NaN();
   ASSERT_TRUE(cv::imwrite(dir.file("nan.tif"), image));
   image.at<float>(2, 1) = std::numeric_limits<float>::infinity();
@@ -103,6 +104,25 @@ TEST(ImageIo, NonFinitePixelsAreRefused) {
       EXPECT_EQ(e.problem(), "holds NaN or infinite pixel values");
     }
   }
+}
+
+TEST(ImageIo, ImagesTooSmallToScoreAreRefused) {
+  test::ScratchDir dir;
+  for (const auto& [rows, cols] : {std::pair{1, 1}, std::pair{3, 2}, std::pair{1, 5000}, std::pair{7, 64}}) {
+    const std::string path = dir.file("small_" + std::to_string(rows) + "x" + std::to_string(cols) + ".png");
+    ASSERT_TRUE(cv::imwrite(path, cv::Mat(rows, cols, CV_8UC1, cv::Scalar(90))));
+    try {
+      (void)read_image_rgb(path);
+      ADD_FAILURE() << path << " was decoded";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.path(), path);
+      EXPECT_EQ(e.problem(), "is " + std::to_string(cols) + "x" + std::to_string(rows) +
+                                 " pixels: too small to score (at least 8 a side)");
+    }
+  }
+  const std::string smallest = dir.file("smallest.png");
+  ASSERT_TRUE(cv::imwrite(smallest, cv::Mat(8, 8, CV_8UC1, cv::Scalar(90))));
+  EXPECT_EQ(read_image_rgb(smallest).sizes(), torch::IntArrayRef({3, 8, 8}));
 }
 
 TEST(ImageIo, JpegDecodes) {
