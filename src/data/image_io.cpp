@@ -45,6 +45,13 @@ std::string truncation_problem(const unsigned char* data, size_t size) {
       const uLong crc = crc32(crc32(0L, Z_NULL, 0), data + at + 4, static_cast<uInt>(4 + length));
       if (critical && crc != big_endian_u32(data + at + 8 + length))
         return "corrupt PNG: the " + type + " chunk at byte " + std::to_string(at) + " fails its checksum";
+      if (type == "IHDR" && length >= 8) {
+        // libpng refuses sizes of 0 or over a million a side, printing its own lines first.
+        const uint64_t width = big_endian_u32(data + at + 8), height = big_endian_u32(data + at + 12);
+        if (width < 1 || height < 1 || width > 1000000 || height > 1000000)
+          return "corrupt PNG: its header gives a " + std::to_string(width) + "x" + std::to_string(height) +
+                 " image (1 to 1000000 pixels a side)";
+      }
       if (type == "IEND") return "";
       at += 12 + static_cast<size_t>(length);
     }

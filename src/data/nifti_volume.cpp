@@ -131,6 +131,13 @@ void check_header_fields(const Header& header, const char* const (&magics)[2], c
       fail(path, "bad NIfTI header: dim[" + std::to_string(d) + "] is " + std::to_string(header.dim[d]));
   if (!nifti_datatype_is_valid(header.datatype, 1) || header.datatype == DT_BINARY)
     fail(path, "bad NIfTI header: unknown datatype code " + std::to_string(header.datatype));
+  // The voxels start after the header in a single file, anywhere in a pair's .img; niftilib
+  // quietly reads a negative or NaN offset as the header's end, shifting every voxel.
+  const double offset = static_cast<double>(header.vox_offset);
+  const double least = std::memcmp(header.magic, magics[0], 4) == 0 ? static_cast<double>(sizeof(Header)) : 0.0;
+  if (!std::isfinite(offset) || offset < least)
+    fail(path, "bad NIfTI header: vox_offset " + std::to_string(offset) + " (expected at least " +
+                   std::to_string(static_cast<int64_t>(least)) + ")");
 }
 
 // The header checks niftilib would report on stderr (with no way to silence them), made here

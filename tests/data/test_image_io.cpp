@@ -2,8 +2,10 @@
 #include <iostream>
 
 #include <opencv2/imgcodecs.hpp>
+#include <zlib.h>
 
 #include "core/error.h"
+#include "core/file_io.h"
 #include "data/image_io.h"
 #include "test_support.h"
 
@@ -144,6 +146,19 @@ TEST(ImageIo, CorruptAndMissingFilesNameThePath) {
   }
   EXPECT_THROW(read_image_rgb(dir.file("none.png")), Error);
   EXPECT_THROW(read_image_rgb(dir.path().string()), Error);
+  // A header (with a valid checksum) giving no width: our line, not libpng's.
+  ASSERT_TRUE(cv::imwrite(dir.file("ok.png"), cv::Mat(9, 9, CV_8UC1, cv::Scalar(3))));
+  auto bytes = read_file_bytes(dir.file("ok.png"));
+  std::fill(bytes.begin() + 16, bytes.begin() + 20, 0);  // IHDR width
+  const uLong crc = crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(bytes.data()) + 12, 17);
+  for (int i = 0; i < 4; ++i) bytes[29 + static_cast<size_t>(i)] = static_cast<char>((crc >> (24 - 8 * i)) & 0xFF);
+  write_file_atomic(dir.file("no_width.png"), bytes.data(), bytes.size());
+  try {
+    (void)read_image_rgb(dir.file("no_width.png"));
+    ADD_FAILURE() << "a PNG of width 0 was decoded";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.problem(), "corrupt PNG: its header gives a 0x9 image (1 to 1000000 pixels a side)");
+  }
 }
 
 TEST(ImageIo, TruncatedPngAndJpegAreRefusedWholeOnesDecode) {

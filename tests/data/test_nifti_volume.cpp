@@ -402,6 +402,14 @@ TEST(NiftiVolume, BadFilesGiveOneLineErrorsNamingTheFile) {
   write_file_atomic(dir.file("analyze.nii"), analyze.data(), analyze.size());
   expect_one_line_error_naming([&] { (void)read_nifti_volume(dir.file("analyze.nii")); }, dir.file("analyze.nii"),
                                "ANALYZE 7.5 is not read");
+  // A single file whose voxels would start inside its header, or nowhere.
+  for (const float offset : {-1.0f, 100.0f, std::nanf("")}) {
+    auto shifted = read_file_bytes(dir.file("v1.nii"));
+    std::memcpy(shifted.data() + offsetof(nifti_1_header, vox_offset), &offset, sizeof offset);
+    write_file_atomic(dir.file("offset.nii"), shifted.data(), shifted.size());
+    expect_one_line_error_naming([&] { (void)read_nifti_volume(dir.file("offset.nii")); }, dir.file("offset.nii"),
+                                 "bad NIfTI header: vox_offset");
+  }
 
   const Volume volume{torch::rand({6, 7, 8}), {1, 1, 1}};
   for (const char* name : {"cut.nii", "cut.nii.gz"}) {
