@@ -310,7 +310,8 @@ torch::Tensor read_nifti_labels(const std::string& label_path, const Volume& vol
   if (!labels.eq(labels.round()).all().item<bool>())
     fail(label_path, "label volume holds values that are not whole numbers (an image rather than a "
                      "segmentation, or one resampled with interpolation)");
-  const int64_t classes = std::get<0>(torch::_unique(labels.flatten())).size(0);
+  const auto sorted = std::get<0>(labels.flatten().sort());
+  const int64_t classes = 1 + sorted.slice(0, 1).ne(sorted.slice(0, 0, -1)).sum().item<int64_t>();
   if (classes > kMaxLabelClasses)
     fail(label_path, "label volume holds " + std::to_string(classes) + " distinct values (an image rather than a "
                      "segmentation, which holds at most " + std::to_string(kMaxLabelClasses) + ")");
