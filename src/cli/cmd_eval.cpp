@@ -187,10 +187,7 @@ void setup_eval_command(CLI::App& app, Action& action) {
       const auto calibration = eval::calibrate(scored.results, rule, pixel_before);
       if (!calibration.calibrated)
         fail(scored.root, "the " + c->split + " split needs normal and abnormal images to calibrate on");
-      const auto has_lesion_mask = [](const eval::ImageResult& r) {
-        return r.label == 1 && r.mask.defined() && r.mask.gt(0.5).any().item<bool>();
-      };
-      if (std::none_of(scored.results.begin(), scored.results.end(), has_lesion_mask))
+      if (!eval::has_lesion_mask(scored.results))
         spdlog::warn("{}: the {} split has no lesion masks: the pixel threshold stays {}", scored.root, c->split,
                      pixel_before);
       model::write_recalibrated_checkpoint(c->model, c->out, calibration);

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <future>
@@ -172,6 +173,12 @@ std::pair<torch::Tensor, torch::Tensor> pooled_pixels(const Pooled& p) {
 }
 
 }  // namespace
+
+bool has_lesion_mask(const std::vector<ImageResult>& results) {
+  return std::any_of(results.begin(), results.end(), [](const ImageResult& r) {
+    return r.error.empty() && r.mask.defined() && r.mask.gt(0.5).any().item<bool>();
+  });
+}
 
 model::Calibration calibrate(const std::vector<ImageResult>& results, const OperatingRule& image_rule,
                              double unmasked_pixel_threshold) {

@@ -47,6 +47,10 @@ std::vector<ImageResult> evaluate_samples(model::MedSadClipImpl& model, const cl
 // a non-empty lesion mask; nullopt otherwise (normal images, unknown masks, unreadable images).
 std::optional<double> lesion_dice(const ImageResult& result, double pixel_threshold);
 
+// Whether any readable result has a lesion in its mask: what calibrate needs to choose the pixel
+// threshold.
+bool has_lesion_mask(const std::vector<ImageResult>& results);
+
 // Image threshold by `image_rule` (default: maximising F1), and pixel threshold maximising the
 // mean per-image Dice over the images with a lesion (the mean Dice that compute_metrics
 // reports), on these results; with no lesion mask among them, the pixel threshold is
