@@ -8,7 +8,7 @@ packages=(
   libtorch-dev libopenblas0-pthread        # LibTorch CPU + the fast BLAS it must pick up
   libopencv-dev libicu-dev
   nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
-  libgtest-dev zlib1g-dev libssl-dev
+  libgtest-dev zlib1g-dev libpng-dev libssl-dev
   libnifti2-dev mricron-data              # NIfTI volumes; the Colin27 T1 the lesion benchmark is made from
   libdcmtk-dev libopenjp2-7-dev            # DICOM, with its JPEG, JPEG-LS and RLE decoders; JPEG 2000
   dicom3tools                              # dciodvfy: an independent check of the DICOM Segmentations written

@@ -1,8 +1,10 @@
 #include "data/image_io.h"
 
+#include <png.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <csetjmp>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
@@ -25,12 +27,59 @@ uint32_t big_endian_u32(const unsigned char* p) {
   return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
 }
 
+// A PNG whose chunks are whole and checksummed can still fail inside libpng: compressed data
+// that are not zlib, too few rows, an IHDR with an impossible depth. libpng's default handlers
+// print those to stderr ("libpng error: Not enough image data") before OpenCV returns an empty
+// image. Reading it once here with silent handlers finds them and keeps libpng's words for our
+// own line. Returns the problem, or "" when libpng reads the whole image.
+struct PngMemoryRead {
+  const unsigned char* data;
+  size_t size;
+  size_t at = 0;
+  std::string error;
+  std::vector<unsigned char> row;
+};
+
+std::string png_decode_problem(const unsigned char* data, size_t size) {
+  PngMemoryRead state{data, size, 0, {}, {}};
+  const auto on_error = [](png_structp png, png_const_charp message) {
+    static_cast<PngMemoryRead*>(png_get_error_ptr(png))->error = message;
+    png_longjmp(png, 1);
+  };
+  const auto on_warning = [](png_structp, png_const_charp) {};  // ancillary trouble, as OpenCV's read ignores it
+  const auto read_bytes = [](png_structp png, png_bytep out, size_t length) {
+    auto& in = *static_cast<PngMemoryRead*>(png_get_io_ptr(png));
+    if (length > in.size - in.at) png_error(png, "the file ends inside a chunk");
+    std::memcpy(out, in.data + in.at, length);
+    in.at += length;
+  };
+  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &state, on_error, on_warning);
+  if (png == nullptr) return "";  // out of memory: left to the decoder
+  png_infop info = png_create_info_struct(png);
+  // Nothing below holds a C++ object that a longjmp back here would skip: `state` outlives it.
+  if (info == nullptr || setjmp(png_jmpbuf(png))) {
+    png_destroy_read_struct(&png, &info, nullptr);
+    return state.error.empty() ? "" : "corrupt PNG: " + state.error;
+  }
+  png_set_read_fn(png, &state, read_bytes);
+  png_read_info(png, info);
+  const int passes = png_set_interlace_handling(png);
+  png_read_update_info(png, info);
+  state.row.resize(png_get_rowbytes(png, info));
+  const png_uint_32 height = png_get_image_height(png, info);
+  for (int pass = 0; pass < passes; ++pass)
+    for (png_uint_32 y = 0; y < height; ++y) png_read_row(png, state.row.data(), nullptr);
+  png_read_end(png, nullptr);
+  png_destroy_read_struct(&png, &info, nullptr);
+  return "";
+}
+
 // A truncated or damaged PNG makes libpng fail with a stray line on stderr, and a truncated JPEG
 // is worse: libjpeg fills the missing part with grey and only warns, so a cut-off scan would be
 // scored as if whole. Both formats mark their end, and a PNG checksums every chunk; this checks
-// both before decoding. Returns the problem, or "" for a sound file (and for every other
-// format, left to its decoder).
-std::string truncation_problem(const unsigned char* data, size_t size) {
+// both before decoding, and has libpng read a sound PNG once (png_decode_problem). Returns the
+// problem, or "" for a sound file (and for every other format, left to its decoder).
+std::string damage_problem(const unsigned char* data, size_t size) {
   static const unsigned char kPngSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
   if (size >= 8 && std::memcmp(data, kPngSignature, 8) == 0) {
     // Chunks: 4-byte big-endian data length, 4-byte type, the data, then the CRC-32 of type and
@@ -51,8 +100,12 @@ std::string truncation_problem(const unsigned char* data, size_t size) {
         if (width < 1 || height < 1 || width > 1000000 || height > 1000000)
           return "corrupt PNG: its header gives a " + std::to_string(width) + "x" + std::to_string(height) +
                  " image (1 to 1000000 pixels a side)";
+        // OpenCV refuses images over 2^30 pixels (CV_IO_MAX_IMAGE_PIXELS) without saying why.
+        if (width * height > (uint64_t{1} << 30))
+          return "corrupt PNG: its header gives a " + std::to_string(width) + "x" + std::to_string(height) +
+                 " image, over the 2^30 pixels an image may have";
       }
-      if (type == "IEND") return "";
+      if (type == "IEND") return png_decode_problem(data, size);
       at += 12 + static_cast<size_t>(length);
     }
     return "truncated PNG: the file ends before its IEND chunk";
@@ -101,8 +154,8 @@ class QuietCerr {
 
 // Decodes PNG/JPEG/TIFF/BMP bytes as stored (any depth and channel count); `name` for errors.
 cv::Mat decode_bytes(const unsigned char* data, size_t size, const std::string& name, const std::string& what) {
-  const std::string truncated = truncation_problem(data, size);
-  if (!truncated.empty()) fail(name, truncated);
+  const std::string damage = damage_problem(data, size);
+  if (!damage.empty()) fail(name, damage);
   // OpenCV's codecs log their own messages about a bad file ("[ WARN:0@0.27] ... TIFF ...",
   // "[ERROR:0@0.29] ... OpenJPEG2000 ..."); medsad reports each such file once, in its own
   // one-line error.

@@ -1,5 +1,7 @@
+#include <array>
 #include <fstream>
 #include <iostream>
+#include <optional>
 
 #include <opencv2/imgcodecs.hpp>
 #include <zlib.h>
@@ -233,5 +235,98 @@ TEST(ImageIo, CutBmpTiffAndPnmFailWithOnlyOurMessage) {
     testing::internal::CaptureStderr();
     std::cerr << "after" << std::flush;  // std::cerr is back once the decoder is done
     EXPECT_EQ(testing::internal::GetCapturedStderr(), "after") << extension;
+  }
+}
+
+namespace {
+
+// A PNG written byte by byte: 8-bit grey W x H, pixel (y, x) = (x + 3y) mod 256 as in pattern(),
+// Adam7-interlaced if asked; `ihdr_depth` / `ihdr_colour` go into the header as given, and
+// `idat` (when not empty) replaces the compressed rows. Every chunk carries a valid CRC-32.
+std::string handmade_png(uint32_t width, uint32_t height, bool interlaced, int ihdr_depth = 8, int ihdr_colour = 0,
+                         std::optional<std::string> idat = std::nullopt, bool with_idat = true) {
+  auto u32 = [](uint32_t v) {
+    return std::string{static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
+                       static_cast<char>(v)};
+  };
+  auto chunk = [&](const std::string& type, const std::string& data) {
+    const std::string body = type + data;
+    const uLong crc = crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(body.data()),
+                            static_cast<uInt>(body.size()));
+    return u32(static_cast<uint32_t>(data.size())) + body + u32(static_cast<uint32_t>(crc));
+  };
+  if (!idat) {
+    std::string raw;  // filter byte 0 and the pixels of each row of each pass
+    // Each pass: first column, first row, column step, row step.
+    const std::vector<std::array<int, 4>> adam7 = {{0, 0, 8, 8}, {4, 0, 8, 8}, {0, 4, 4, 8}, {2, 0, 4, 4},
+                                                   {0, 2, 2, 4}, {1, 0, 2, 2}, {0, 1, 1, 2}};
+    for (const auto& p : interlaced ? adam7 : std::vector<std::array<int, 4>>{{0, 0, 1, 1}}) {
+      if (static_cast<uint32_t>(p[0]) >= width) continue;  // a pass with no columns has no rows either
+      for (uint32_t y = static_cast<uint32_t>(p[1]); y < height; y += static_cast<uint32_t>(p[3])) {
+        raw += '\0';
+        for (uint32_t x = static_cast<uint32_t>(p[0]); x < width; x += static_cast<uint32_t>(p[2]))
+          raw += static_cast<char>((x + 3 * y) % 256);
+      }
+    }
+    uLongf size = compressBound(static_cast<uLong>(raw.size()));
+    std::string packed(size, '\0');
+    compress(reinterpret_cast<Bytef*>(packed.data()), &size, reinterpret_cast<const Bytef*>(raw.data()),
+             static_cast<uLong>(raw.size()));
+    idat = packed.substr(0, size);
+  }
+  const std::string header = u32(width) + u32(height) + static_cast<char>(ihdr_depth) +
+                             static_cast<char>(ihdr_colour) + std::string(2, '\0') + static_cast<char>(interlaced);
+  return "\x89PNG\r\n\x1a\n" + chunk("IHDR", header) + (with_idat ? chunk("IDAT", *idat) : "") + chunk("IEND", "");
+}
+
+}  // namespace
+
+TEST(ImageIo, PngThatLibpngCannotReadIsRefusedInOneLineOfOurs) {
+  // Chunks whole and checksummed, yet unreadable: libpng would print its own "libpng error: ..."
+  // line before OpenCV gave up. Sound PNGs, interlaced ones included, still decode pixel for pixel.
+  for (const bool interlaced : {false, true}) {
+    const auto image = decode_image_frames_rgb(handmade_png(37, 29, interlaced), "sound.png").front();
+    ASSERT_EQ(image.sizes(), torch::IntArrayRef({3, 29, 37})) << interlaced;
+    for (const auto& [y, x] : {std::pair{0, 0}, {28, 36}, {13, 5}, {7, 30}})
+      EXPECT_FLOAT_EQ(image[1][y][x].item<float>(), expected(y, x, 0)) << interlaced << " " << y << "," << x;
+  }
+  std::string rows_missing;  // zeros for the first half of the rows only (filter 0, black), validly compressed
+  {
+    const std::string raw(14 * 38, '\0');
+    uLongf size = compressBound(static_cast<uLong>(raw.size()));
+    rows_missing.resize(size);
+    compress(reinterpret_cast<Bytef*>(rows_missing.data()), &size, reinterpret_cast<const Bytef*>(raw.data()),
+             static_cast<uLong>(raw.size()));
+    rows_missing.resize(size);
+  }
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {handmade_png(37, 29, false, 8, 0, rows_missing), "corrupt PNG: Not enough image data"},
+      {handmade_png(37, 29, true, 8, 0, rows_missing), "corrupt PNG: Not enough image data"},
+      {handmade_png(37, 29, false, 8, 0, std::string("not zlib data at all")), "corrupt PNG: IDAT: incorrect header check"},
+      {handmade_png(37, 29, false, 8, 0, std::nullopt, false), "corrupt PNG: IEND: out of place"},
+      {handmade_png(37, 29, false, 3, 2), "corrupt PNG: Invalid IHDR data"},  // RGB at 3 bits: no such PNG
+  };
+  for (const auto& [bytes, problem] : cases) {
+    testing::internal::CaptureStderr();
+    try {
+      (void)decode_image_frames_rgb(bytes, "bad.png");
+      ADD_FAILURE() << problem << ": decoded";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.path(), "bad.png");
+      EXPECT_EQ(e.problem(), problem);
+    }
+    EXPECT_EQ(testing::internal::GetCapturedStderr(), "") << problem;
+  }
+}
+
+TEST(ImageIo, PngOverTheDecodersPixelLimitIsRefusedBeforeDecoding) {
+  // 40000 x 40000 is within libpng's million a side but over OpenCV's 2^30 pixels; the rows
+  // given are far too few, yet the size is what the line must name.
+  const auto bytes = handmade_png(40000, 40000, false, 8, 0, std::string("x"));
+  try {
+    (void)decode_image_frames_rgb(bytes, "huge.png");
+    ADD_FAILURE() << "decoded";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.problem(), "corrupt PNG: its header gives a 40000x40000 image, over the 2^30 pixels an image may have");
   }
 }
