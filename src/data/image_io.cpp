@@ -102,7 +102,7 @@ std::string damage_problem(const unsigned char* data, size_t size) {
                  " image (1 to 1000000 pixels a side)";
         // OpenCV refuses images over 2^30 pixels (CV_IO_MAX_IMAGE_PIXELS) without saying why.
         if (width * height > (uint64_t{1} << 30))
-          return "corrupt PNG: its header gives a " + std::to_string(width) + "x" + std::to_string(height) +
+          return "PNG too large: its header gives a " + std::to_string(width) + "x" + std::to_string(height) +
                  " image, over the 2^30 pixels an image may have";
       }
       if (type == "IEND") return png_decode_problem(data, size);
