@@ -16,6 +16,7 @@
 #include <future>
 
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include "cli/commands.h"
 #include "core/error.h"
@@ -193,12 +194,14 @@ void setup_predict_command(CLI::App& app, Action& action) {
           continue;
         }
         try {
-          bool is_series = false;
-          std::vector<Error> unreadable;
-          auto files = data::folder_inputs(path, &is_series, &unreadable);
-          if (is_series && !o->out.empty()) series_masks.add_folder(path, files, inputs.size());
-          for (auto& file : files) inputs.push_back(std::move(file));
-          for (const auto& e : unreadable) report(e), ++unlisted;  // files of the folder left out
+          auto folder = data::folder_inputs(path);
+          if (folder.is_series && !o->out.empty()) series_masks.add_folder(path, folder.files, inputs.size());
+          for (auto& file : folder.files) inputs.push_back(std::move(file));
+          for (const auto& e : folder.unreadable) report(e), ++unlisted;  // files of the folder left out
+          if (!folder.set_aside.empty())  // never scored silently in place of, or beside, the series
+            spdlog::warn("{}: scored as a DICOM series, without the {} other image or volume file(s) in it "
+                         "(the first: {}); give those as arguments to score them",
+                         path, folder.set_aside.size(), fs::path(folder.set_aside.front()).filename().string());
         } catch (const Error& e) {
           report(e);
           ++unlisted;

@@ -44,7 +44,7 @@ bool is_multiframe_dicom(const std::string& path) {
   }
 }
 
-std::vector<std::string> folder_inputs(const std::string& dir, bool* is_series, std::vector<Error>* unreadable) {
+FolderInputs folder_inputs(const std::string& dir) {
   std::vector<std::string> volumes;
   bool dicom = false;
   std::error_code ec;
@@ -58,24 +58,28 @@ std::vector<std::string> folder_inputs(const std::string& dir, bool* is_series, 
     else if (is_dicom_file(it->path().string())) dicom = true;
   }
   if (ec) fail(dir, "cannot list the folder: " + ec.message());
-  *is_series = false;
+  FolderInputs found;
+  auto others = image_files_in(dir);
+  others.insert(others.end(), volumes.begin(), volumes.end());
+  std::sort(others.begin(), others.end());
   if (dicom) {
     try {
-      std::vector<Error> left_out;
-      auto series = sorted_dicom_series(dir, &left_out);
-      *is_series = true;
-      unreadable->insert(unreadable->end(), left_out.begin(), left_out.end());
-      return series;
+      std::vector<Error> left_out;  // kept only if the folder is a series
+      found.files = sorted_dicom_series(dir, &left_out);
+      found.is_series = true;
+      found.unreadable = std::move(left_out);
+      const std::set<std::string> in_series(found.files.begin(), found.files.end());
+      for (auto& file : others)
+        if (!in_series.count(file) && !is_dicom_file(file)) found.set_aside.push_back(std::move(file));
+      return found;
     } catch (const Error&) {
       // No readable DICOM file: the folder's images (its .dcm files among them, to be reported
       // as each is read) and volumes.
     }
   }
-  auto files = image_files_in(dir);
-  files.insert(files.end(), volumes.begin(), volumes.end());
-  std::sort(files.begin(), files.end());
-  if (files.empty()) fail(dir, "no DICOM series, image or NIfTI volume in this folder");
-  return files;
+  if (others.empty()) fail(dir, "no DICOM series, image or NIfTI volume in this folder");
+  found.files = std::move(others);
+  return found;
 }
 
 std::vector<std::string> output_names(const std::vector<std::string>& paths) {

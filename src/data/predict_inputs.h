@@ -18,12 +18,19 @@ std::string volume_stem(const std::string& path);
 // reader reports those).
 bool is_multiframe_dicom(const std::string& path);
 
-// The files a folder argument stands for: its DICOM series in slice order if it holds a readable
-// DICOM file (*is_series true), else its images (as the dataset layouts count them) and NIfTI
-// volumes in name order (unreadable .dcm files among the images, to fail as each is read). A
-// series' files that look like DICOM but cannot be read are left out, their Errors added to
-// `unreadable`. Throws Error(dir, ...) for a folder that cannot be listed or holds none of them.
-std::vector<std::string> folder_inputs(const std::string& dir, bool* is_series, std::vector<Error>* unreadable);
+// What a folder argument stands for (folder_inputs).
+struct FolderInputs {
+  std::vector<std::string> files;      // in the order they are scored
+  bool is_series = false;              // files are the folder's DICOM series, in slice order
+  std::vector<Error> unreadable;       // series files that look like DICOM but cannot be read: left out
+  std::vector<std::string> set_aside;  // a series folder's images and volumes: not scored with the series
+};
+
+// A folder's DICOM series in slice order if it holds a readable DICOM file, else its images (as
+// the dataset layouts count them) and NIfTI volumes in name order (unreadable .dcm files among
+// the images, to fail as each is read). Throws Error(dir, ...) for a folder that cannot be
+// listed or holds none of them.
+FolderInputs folder_inputs(const std::string& dir);
 
 // The NAME of each input's files under --out: its file name without the extension (.nii.gz
 // whole), or, where inputs share one, the path as given with "/" written "__" and the
