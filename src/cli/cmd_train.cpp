@@ -46,6 +46,13 @@ void setup_train_command(CLI::App& app, Action& action) {
   cmd->add_option("--scratch-text-width", sc.text_width, "--weights none: text tower width (default 128)");
   cmd->add_option("--scratch-text-layers", sc.text_layers, "--weights none: text tower blocks (default 2)");
   cmd->add_option("--scratch-embed", sc.embed_dim, "--weights none: joint embedding width (default 128)");
+  std::map<std::string, clip::PositionInit> position_inits;
+  for (auto init : {clip::PositionInit::Random, clip::PositionInit::SineCosine})
+    position_inits[clip::position_init_name(init)] = init;
+  cmd->add_option("--scratch-positions", sc.positions,
+                  "--weights none: how the image tower's (learned) position embeddings start: random (CLIP's, the "
+                  "default) or sincos (MAE's 2-D sine-cosine table)")
+      ->transform(CLI::CheckedTransformer(position_inits));
   cmd->add_option("--warmup", o->train.warmup_steps, "linear learning-rate warm-up steps (default 0)");
   add_compute_options(cmd, o->compute);
   add_window_option(cmd, o->window);

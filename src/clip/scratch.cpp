@@ -71,7 +71,20 @@ ClipConfig scratch_clip_config(const ScratchClipOptions& o, int64_t vocab_size) 
   return c;
 }
 
-ClipModel build_scratch_clip(const ClipConfig& config) {
+std::string position_init_name(PositionInit init) { return init == PositionInit::SineCosine ? "sincos" : "random"; }
+
+torch::Tensor sine_cosine_positions(int64_t grid, int64_t width) {
+  TORCH_CHECK(width % 4 == 0, "sine-cosine positions need a width divisible by 4, got ", width);
+  const int64_t q = width / 4;
+  const auto omega = torch::pow(10000.0, -torch::arange(q, torch::kFloat64) / q);  // [q]
+  const auto angles = torch::outer(torch::arange(grid, torch::kFloat64), omega);    // [grid, q]
+  const auto one_axis = torch::cat({torch::sin(angles), torch::cos(angles)}, 1);    // [grid, 2q]
+  const auto rows = one_axis.unsqueeze(1).expand({grid, grid, 2 * q});              // by the token's row
+  const auto cols = one_axis.unsqueeze(0).expand({grid, grid, 2 * q});              // by its column
+  return torch::cat({rows, cols}, 2).reshape({grid * grid, width}).to(torch::kFloat32);
+}
+
+ClipModel build_scratch_clip(const ClipConfig& config, PositionInit positions) {
   ClipModel model(config);
   torch::NoGradGuard no_grad;
   auto& text = *model->text;
@@ -103,6 +116,12 @@ ClipModel build_scratch_clip(const ClipConfig& config) {
       }
     torch::nn::init::kaiming_normal_(visual.encoder_proj->weight, 0.0, torch::kFanIn, torch::kLinear);
     torch::nn::init::zeros_(visual.encoder_proj->bias);
+  }
+  if (positions == PositionInit::SineCosine) {
+    // Unscaled, as MAE adds them: about 0.7 per channel beside the stem's content at about 1, so
+    // that after ln_pre where a token lies is as plain to attention as what it shows.
+    visual.positional_embedding.slice(0, 0, 1).zero_();
+    visual.positional_embedding.slice(0, 1).copy_(sine_cosine_positions(config.vision.grid_size(), config.vision.width));
   }
   return model;
 }

@@ -155,7 +155,8 @@ void TrainOptions::validate() const {
   const bool scratch_changed = scratch.patch_size != defaults.patch_size || scratch.stem != defaults.stem ||
                                scratch.stem_channels != defaults.stem_channels || scratch.width != defaults.width ||
                                scratch.layers != defaults.layers || scratch.text_width != defaults.text_width ||
-                               scratch.text_layers != defaults.text_layers || scratch.embed_dim != defaults.embed_dim;
+                               scratch.text_layers != defaults.text_layers || scratch.embed_dim != defaults.embed_dim ||
+                               scratch.positions != defaults.positions;
   if (weights != "none" && scratch_changed)
     fail("", "--scratch-* options shape the --weights none backbone; CLIP weights bring their own architecture");
   if (scratch.stem != clip::PatchStem::ConvEncoder && scratch.stem_channels != defaults.stem_channels)
@@ -204,7 +205,8 @@ TrainSummary train(const TrainOptions& o) {
   clip::ImagePreprocess preprocess;
   std::string backbone_sha;
   if (scratch) {
-    clip_model = clip::build_scratch_clip(clip::scratch_clip_config(o.scratch, tokenizer.vocab_size()));
+    clip_model = clip::build_scratch_clip(clip::scratch_clip_config(o.scratch, tokenizer.vocab_size()),
+                                          o.scratch.positions);
     config.train_backbone = true;
   } else {
     const auto checkpoint = clip::read_clip_checkpoint(o.weights, o.hf_config, o.clip_activation);
@@ -230,6 +232,7 @@ TrainSummary train(const TrainOptions& o) {
                    {"seed", o.seed}, {"augment", o.augment}, {"abnormal_budget", o.data.abnormal_budget},
                    {"warmup_steps", o.warmup_steps},
                    {"precision", o.precision == torch::kBFloat16 ? "bf16" : "fp32"}, {"device", o.device.str()}};
+  if (scratch) info.training["scratch_positions"] = clip::position_init_name(o.scratch.positions);  // how it began
   // config.json describes the checkpoints beside it: written with this run's first one, so that a
   // run refused (--resume with other options) or failed before then leaves a previous run's as it was.
   const nlohmann::json config_record = {{"model", config.to_json()}, {"training", info.training},

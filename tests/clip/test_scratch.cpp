@@ -1,5 +1,6 @@
 // The scratch backbone (--weights none): both convolutional stems against hand-built references,
-// config JSON round trip, the byte-level tokenizer, and bf16 compute against fp32.
+// config JSON round trip, the byte-level tokenizer, bf16 compute against fp32, and the sine-cosine
+// start of the position embeddings against its formula.
 #include "clip/preprocess.h"
 #include "clip/scratch.h"
 #include "clip/tiny_scratch_options.h"
@@ -204,4 +205,47 @@ TEST(ByteTokenizer, OneIdPerUtf8ByteAfterCleaning) {
   EXPECT_EQ(tok.tokenize("abcdefghij", 6), (std::vector<int64_t>{256, 'a', 'b', 'c', 'd', 257}));
   EXPECT_EQ(tok.decode(tok.encode("a normal brain mri.")), "a normal brain mri.");
   EXPECT_THROW(tok.token_id("x</w>"), Error);
+}
+
+TEST(ScratchClip, SineCosinePositionsFollowMaesFormula) {
+  for (const auto& [grid, width] : {std::pair<int64_t, int64_t>{4, 16}, {16, 192}, {3, 64}}) {
+    const auto table = sine_cosine_positions(grid, width);
+    ASSERT_EQ(table.sizes(), torch::IntArrayRef({grid * grid, width}));
+    const int64_t q = width / 4;
+    auto expected = torch::empty({grid * grid, width}, torch::kFloat64);
+    for (int64_t r = 0; r < grid; ++r)
+      for (int64_t c = 0; c < grid; ++c)
+        for (int64_t k = 0; k < q; ++k) {
+          const double w = std::pow(10000.0, -static_cast<double>(k) / static_cast<double>(q));
+          const int64_t token = r * grid + c;
+          expected[token][k] = std::sin(static_cast<double>(r) * w);
+          expected[token][q + k] = std::cos(static_cast<double>(r) * w);
+          expected[token][2 * q + k] = std::sin(static_cast<double>(c) * w);
+          expected[token][3 * q + k] = std::cos(static_cast<double>(c) * w);
+        }
+    EXPECT_TRUE(torch::allclose(table.to(torch::kFloat64), expected, 0, 1e-6)) << grid << "x" << width;
+  }
+  EXPECT_THROW((void)sine_cosine_positions(4, 18), c10::Error);
+}
+
+TEST(ScratchClip, SineCosineStartChangesOnlyTheImagePositions) {
+  // Both starts draw the same random numbers: with one seed, every other tensor is the same.
+  const auto config = scratch_clip_config(medsad::test::tiny_encoder_scratch_options(), 258);
+  torch::manual_seed(11);
+  auto random = build_scratch_clip(config);
+  torch::manual_seed(11);
+  auto sincos = build_scratch_clip(config, PositionInit::SineCosine);
+  const auto positions = sincos->visual->positional_embedding;  // [1 + 16, 64]: 32 px, patch 8
+  EXPECT_TRUE(torch::equal(positions[0], torch::zeros({64})));
+  EXPECT_TRUE(torch::equal(positions.slice(0, 1), sine_cosine_positions(4, 64)));
+  EXPECT_FALSE(torch::allclose(random->visual->positional_embedding.slice(0, 1), sine_cosine_positions(4, 64),
+                               0, 0.1));
+  const auto a = random->named_parameters(), b = sincos->named_parameters();
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& item : a) {
+    if (item.key() == "visual.positional_embedding") continue;
+    EXPECT_TRUE(torch::equal(item.value(), b[item.key()])) << item.key();
+  }
+  EXPECT_EQ(position_init_name(PositionInit::SineCosine), "sincos");
+  EXPECT_EQ(position_init_name(PositionInit::Random), "random");
 }

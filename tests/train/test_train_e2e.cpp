@@ -553,6 +553,7 @@ TEST_F(TrainEndToEnd, TheBackbonesRecordedConfigurationHoldsAtLoading) {
   const std::vector<std::pair<std::string, std::string>> ignored = {
       {args + " --overwrite --scratch-width 256", "--scratch-* options shape the --weights none backbone"},
       {args + " --overwrite --scratch-stem conv_encoder", "--scratch-* options shape the --weights none backbone"},
+      {args + " --overwrite --scratch-positions sincos", "--scratch-* options shape the --weights none backbone"},
       {scratch_args + " --scratch-stem-channels 32",
        "--scratch-stem-channels applies to --scratch-stem conv_encoder only"},
       {scratch_args + " --hf-config " + q(dir->file("config.json")), "--hf-config describes CLIP weights"}};
