@@ -61,7 +61,8 @@ void setup_train_command(CLI::App& app, Action& action) {
   cmd->add_option("--batch", o->train.batch_size, "batch size (default 8)");
   cmd->add_option("--lr", o->train.lr, "AdamW learning rate, cosine-decayed (default 1e-3)");
   cmd->add_option("--weight-decay", o->train.weight_decay, "AdamW weight decay (default 1e-4)");
-  cmd->add_option("--image-size", m.image_size, "model input side (default: the backbone's; 128 for --weights none)");
+  cmd->add_option("--image-size", m.image_size, "model input side (default: the backbone's; 128 for --weights none)")
+      ->check(CLI::Range(1, 4096));
   cmd->add_option("--tap-blocks", m.tap_blocks, "1-based blocks with adapters (default: 4 evenly spaced)");
   cmd->add_option("--prompt-length", m.prompt_length, "learnable context vectors per class (default 8)");
   cmd->add_option("--prompts", o->prompts, "learned or fixed (template ensemble)")

@@ -28,6 +28,16 @@ TEST(MainExitCodes, CommandLineErrorsAreBadInput) {
   EXPECT_EQ(range.exit_code, 1) << range.err;
   EXPECT_NE(range.err.find("--threads"), std::string::npos) << range.err;
 
+  // Before any data is read, in words about the size (not "not a multiple of the patch size").
+  for (const char* size : {"0", "-5", "5000"}) {
+    const auto image_size = test::run_medsad(std::string("train --data /nonexistent --object x --weights none ") +
+                                             "--out /tmp/unused --image-size " + size);
+    EXPECT_EQ(image_size.exit_code, 1) << image_size.err;
+    EXPECT_NE(image_size.err.find("--image-size: Value " + std::string(size) + " not in range 1 to 4096"),
+              std::string::npos)
+        << image_size.err;
+  }
+
   EXPECT_EQ(test::run_medsad("").exit_code, 1);  // no command at all
 }
 
