@@ -46,7 +46,7 @@ std::string png_decode_problem(const unsigned char* data, size_t size) {
     static_cast<PngMemoryRead*>(png_get_error_ptr(png))->error = message;
     png_longjmp(png, 1);
   };
-  const auto on_warning = [](png_structp, png_const_charp) {};  // ancillary trouble, as OpenCV's read ignores it
+  const auto on_warning = [](png_structp, png_const_charp) {};  // the image stays readable: not our concern here
   const auto read_bytes = [](png_structp png, png_bytep out, size_t length) {
     auto& in = *static_cast<PngMemoryRead*>(png_get_io_ptr(png));
     if (length > in.size - in.at) png_error(png, "the file ends inside a chunk");
