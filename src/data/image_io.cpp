@@ -27,26 +27,33 @@ uint32_t big_endian_u32(const unsigned char* p) {
   return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
 }
 
-// A PNG whose chunks are whole and checksummed can still fail inside libpng: compressed data
-// that are not zlib, too few rows, an IHDR with an impossible depth. libpng's default handlers
-// print those to stderr ("libpng error: Not enough image data") before OpenCV returns an empty
-// image. Reading it once here with silent handlers finds them and keeps libpng's words for our
-// own line. Returns the problem, or "" when libpng reads the whole image.
+bool is_png(const unsigned char* data, size_t size) {
+  static const unsigned char kPngSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  return size >= 8 && std::memcmp(data, kPngSignature, 8) == 0;
+}
+
+// PNGs are decoded here with libpng rather than by OpenCV: libpng's default handlers, which
+// OpenCV keeps, print to stderr ("libpng error: Not enough image data", "libpng warning: tEXt:
+// CRC error") beside our own one-line error, or beside a result for a file libpng only warns
+// about. These handlers are silent and keep libpng's words for our line. The result is what
+// OpenCV's IMREAD_UNCHANGED gives once the alpha channel every caller drops is gone: palette and
+// grey under 8 bits expanded to 8, 16 bits kept, colour in BGR order.
 struct PngMemoryRead {
   const unsigned char* data;
   size_t size;
   size_t at = 0;
   std::string error;
-  std::vector<unsigned char> row;
+  std::vector<png_bytep> rows;
 };
 
-std::string png_decode_problem(const unsigned char* data, size_t size) {
+// Returns the problem, or "" with the pixels in `image`.
+std::string decode_png(const unsigned char* data, size_t size, cv::Mat& image) {
   PngMemoryRead state{data, size, 0, {}, {}};
   const auto on_error = [](png_structp png, png_const_charp message) {
     static_cast<PngMemoryRead*>(png_get_error_ptr(png))->error = message;
     png_longjmp(png, 1);
   };
-  const auto on_warning = [](png_structp, png_const_charp) {};  // the image stays readable: not our concern here
+  const auto on_warning = [](png_structp, png_const_charp) {};  // the image stays readable
   const auto read_bytes = [](png_structp png, png_bytep out, size_t length) {
     auto& in = *static_cast<PngMemoryRead*>(png_get_io_ptr(png));
     if (length > in.size - in.at) png_error(png, "the file ends inside a chunk");
@@ -54,21 +61,30 @@ std::string png_decode_problem(const unsigned char* data, size_t size) {
     in.at += length;
   };
   png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &state, on_error, on_warning);
-  if (png == nullptr) return "";  // out of memory: left to the decoder
+  if (png == nullptr) return "out of memory decoding the PNG";
   png_infop info = png_create_info_struct(png);
-  // Nothing below holds a C++ object that a longjmp back here would skip: `state` outlives it.
+  // Nothing below holds a C++ object that a longjmp back here would skip: `state` and `image`
+  // outlive it.
   if (info == nullptr || setjmp(png_jmpbuf(png))) {
     png_destroy_read_struct(&png, &info, nullptr);
-    return state.error.empty() ? "" : "corrupt PNG: " + state.error;
+    return "corrupt PNG: " + (state.error.empty() ? std::string("out of memory") : state.error);
   }
   png_set_read_fn(png, &state, read_bytes);
   png_read_info(png, info);
-  const int passes = png_set_interlace_handling(png);
+  const int colour_type = png_get_color_type(png, info);
+  png_set_expand(png);       // palette -> RGB, grey of 1, 2 or 4 bits -> 8, transparency -> alpha
+  png_set_strip_alpha(png);  // ... which no caller uses
+  const uint16_t one = 1;
+  if (*reinterpret_cast<const unsigned char*>(&one) == 1) png_set_swap(png);  // 16-bit samples to host order
+  if (colour_type & PNG_COLOR_MASK_COLOR) png_set_bgr(png);
+  (void)png_set_interlace_handling(png);
   png_read_update_info(png, info);
-  state.row.resize(png_get_rowbytes(png, info));
-  const png_uint_32 height = png_get_image_height(png, info);
-  for (int pass = 0; pass < passes; ++pass)
-    for (png_uint_32 y = 0; y < height; ++y) png_read_row(png, state.row.data(), nullptr);
+  const int depth = png_get_bit_depth(png, info) == 16 ? CV_16U : CV_8U;
+  image.create(static_cast<int>(png_get_image_height(png, info)), static_cast<int>(png_get_image_width(png, info)),
+               CV_MAKETYPE(depth, png_get_channels(png, info)));
+  state.rows.resize(static_cast<size_t>(image.rows));
+  for (int y = 0; y < image.rows; ++y) state.rows[static_cast<size_t>(y)] = image.ptr(y);
+  png_read_image(png, state.rows.data());
   png_read_end(png, nullptr);
   png_destroy_read_struct(&png, &info, nullptr);
   return "";
@@ -77,11 +93,10 @@ std::string png_decode_problem(const unsigned char* data, size_t size) {
 // A truncated or damaged PNG makes libpng fail with a stray line on stderr, and a truncated JPEG
 // is worse: libjpeg fills the missing part with grey and only warns, so a cut-off scan would be
 // scored as if whole. Both formats mark their end, and a PNG checksums every chunk; this checks
-// both before decoding, and has libpng read a sound PNG once (png_decode_problem). Returns the
-// problem, or "" for a sound file (and for every other format, left to its decoder).
+// both before decoding. Returns the problem, or "" for a sound file (and for every other
+// format, left to its decoder).
 std::string damage_problem(const unsigned char* data, size_t size) {
-  static const unsigned char kPngSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-  if (size >= 8 && std::memcmp(data, kPngSignature, 8) == 0) {
+  if (is_png(data, size)) {
     // Chunks: 4-byte big-endian data length, 4-byte type, the data, then the CRC-32 of type and
     // data; IEND comes last.
     for (size_t at = 8; at + 12 <= size;) {
@@ -105,7 +120,7 @@ std::string damage_problem(const unsigned char* data, size_t size) {
           return "PNG too large: its header gives a " + std::to_string(width) + "x" + std::to_string(height) +
                  " image, over the 2^30 pixels an image may have";
       }
-      if (type == "IEND") return png_decode_problem(data, size);
+      if (type == "IEND") return "";
       at += 12 + static_cast<size_t>(length);
     }
     return "truncated PNG: the file ends before its IEND chunk";
@@ -156,6 +171,12 @@ class QuietCerr {
 cv::Mat decode_bytes(const unsigned char* data, size_t size, const std::string& name, const std::string& what) {
   const std::string damage = damage_problem(data, size);
   if (!damage.empty()) fail(name, damage);
+  if (is_png(data, size)) {
+    cv::Mat image;
+    const std::string problem = decode_png(data, size, image);
+    if (!problem.empty()) fail(name, problem);
+    return image;
+  }
   // OpenCV's codecs log their own messages about a bad file ("[ WARN:0@0.27] ... TIFF ...",
   // "[ERROR:0@0.29] ... OpenJPEG2000 ..."); medsad reports each such file once, in its own
   // one-line error.

@@ -1,4 +1,5 @@
 #include <array>
+#include <functional>
 #include <fstream>
 #include <iostream>
 #include <optional>
@@ -328,5 +329,113 @@ TEST(ImageIo, PngOverTheDecodersPixelLimitIsRefusedBeforeDecoding) {
     ADD_FAILURE() << "decoded";
   } catch (const Error& e) {
     EXPECT_EQ(e.problem(), "PNG too large: its header gives a 40000x40000 image, over the 2^30 pixels an image may have");
+  }
+}
+
+namespace {
+
+// A non-interlaced PNG of any colour type and bit depth, byte by byte: sample(x, y, c) gives each
+// stored sample (a palette index for colour type 3), packed most significant bit first below 8
+// bits and big-endian at 16; `chunks` (type and data) go between IHDR and IDAT.
+std::string png_of(uint32_t width, uint32_t height, int depth, int colour,
+                   const std::function<uint32_t(uint32_t, uint32_t, int)>& sample,
+                   const std::vector<std::pair<std::string, std::string>>& chunks = {}) {
+  const int channels = colour == 0 || colour == 3 ? 1 : colour == 2 ? 3 : colour == 4 ? 2 : 4;
+  std::string raw;
+  for (uint32_t y = 0; y < height; ++y) {
+    raw += '\0';
+    std::string row;
+    uint32_t bits = 0, filled = 0;
+    for (uint32_t x = 0; x < width; ++x)
+      for (int c = 0; c < channels; ++c) {
+        const uint32_t v = sample(x, y, c) & ((1u << depth) - 1);
+        if (depth == 16) {
+          row += static_cast<char>(v >> 8);
+          row += static_cast<char>(v & 0xFF);
+        } else {
+          bits = (bits << depth) | v;
+          filled += static_cast<uint32_t>(depth);
+          if (filled == 8) row += static_cast<char>(bits), bits = 0, filled = 0;
+        }
+      }
+    if (filled > 0) row += static_cast<char>(bits << (8 - filled));
+    raw += row;
+  }
+  uLongf size = compressBound(static_cast<uLong>(raw.size()));
+  std::string packed(size, '\0');
+  compress(reinterpret_cast<Bytef*>(packed.data()), &size, reinterpret_cast<const Bytef*>(raw.data()),
+           static_cast<uLong>(raw.size()));
+  packed.resize(size);
+  // Reuse handmade_png's header and checksums, then put the extra chunks after IHDR.
+  std::string png = handmade_png(width, height, false, depth, colour, packed);
+  const size_t after_ihdr = 8 + 12 + 13;
+  std::string extra;
+  for (const auto& [type, data] : chunks) {
+    const std::string body = type + data;
+    const uLong crc = crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(body.data()),
+                            static_cast<uInt>(body.size()));
+    const auto big_endian = [](uint32_t v) {
+      std::string bytes;
+      for (int i = 0; i < 4; ++i) bytes += static_cast<char>((v >> (24 - 8 * i)) & 0xFF);
+      return bytes;
+    };
+    extra += big_endian(static_cast<uint32_t>(data.size())) + body + big_endian(static_cast<uint32_t>(crc));
+  }
+  return png.insert(after_ihdr, extra);
+}
+
+}  // namespace
+
+TEST(ImageIo, EveryKindOfPngDecodesAsOpenCvDecodesIt) {
+  // medsad decodes PNGs with libpng itself (silent handlers); OpenCV's decoder is the reference,
+  // compared after image_to_rgb (alpha dropped, values to [0, 1]) for every colour type and depth.
+  const auto mix = [](uint32_t x, uint32_t y, int c) { return x * 7 + y * 13 + static_cast<uint32_t>(c) * 101 + x * y; };
+  std::string palette, palette_alpha;
+  for (int i = 0; i < 256; ++i) {
+    palette += {static_cast<char>(i * 37), static_cast<char>(i * 91), static_cast<char>(i * 13)};
+    palette_alpha += static_cast<char>(255 - i);
+  }
+  const std::string grey_key = std::string("\0\5", 2), rgb_key = std::string("\0\1\0\2\0\3", 6);
+  std::vector<std::pair<std::string, std::string>> cases;  // name, bytes
+  for (const int depth : {1, 2, 4, 8, 16}) cases.push_back({"grey " + std::to_string(depth), png_of(21, 17, depth, 0, mix)});
+  for (const int depth : {1, 2, 4, 8})
+    cases.push_back({"palette " + std::to_string(depth),
+                     png_of(21, 17, depth, 3, mix, {{"PLTE", palette.substr(0, 3u << depth)}})});
+  cases.push_back({"palette with transparency",
+                   png_of(21, 17, 8, 3, mix, {{"PLTE", palette}, {"tRNS", palette_alpha}})});
+  cases.push_back({"grey with a transparent key", png_of(21, 17, 8, 0, mix, {{"tRNS", grey_key}})});
+  cases.push_back({"RGB with a transparent key", png_of(21, 17, 8, 2, mix, {{"tRNS", rgb_key}})});
+  for (const int depth : {8, 16}) {
+    cases.push_back({"grey+alpha " + std::to_string(depth), png_of(21, 17, depth, 4, mix)});
+    cases.push_back({"RGB " + std::to_string(depth), png_of(21, 17, depth, 2, mix)});
+    cases.push_back({"RGBA " + std::to_string(depth), png_of(21, 17, depth, 6, mix)});
+  }
+  cases.push_back({"interlaced grey", handmade_png(37, 29, true)});
+  for (const auto& [name, bytes] : cases) {
+    const cv::Mat reference = cv::imdecode(cv::Mat(1, static_cast<int>(bytes.size()), CV_8U,
+                                                   const_cast<char*>(bytes.data())), cv::IMREAD_UNCHANGED);
+    ASSERT_FALSE(reference.empty()) << name;
+    testing::internal::CaptureStderr();
+    const auto ours = decode_image_frames_rgb(bytes, "kind.png").front();
+    EXPECT_EQ(testing::internal::GetCapturedStderr(), "") << name;
+    const auto expected = image_to_rgb(reference, "reference");
+    ASSERT_EQ(ours.sizes(), expected.sizes()) << name;
+    EXPECT_TRUE(torch::equal(ours, expected)) << name;
+  }
+}
+
+TEST(ImageIo, PngThatLibpngOnlyWarnsAboutDecodesWithoutAWord) {
+  // A damaged ancillary chunk (its checksum off) and an out-of-range gamma: libpng drops them with
+  // a warning, which OpenCV's decoder would print; the pixels are sound and decode silently.
+  const auto grey = [](uint32_t x, uint32_t y, int) { return x + 3 * y; };
+  std::string text = png_of(16, 12, 8, 0, grey, {{"tEXt", std::string("Comment\0hello", 13)}});
+  const size_t text_at = text.find("tEXt");
+  text[text_at + 4 + 13] = static_cast<char>(text[text_at + 4 + 13] ^ 1);  // first byte of its CRC
+  const std::string gamma = png_of(16, 12, 8, 0, grey, {{"gAMA", std::string(4, '\0')}});
+  for (const auto& bytes : {text, gamma}) {
+    testing::internal::CaptureStderr();
+    const auto image = decode_image_frames_rgb(bytes, "warned.png").front();
+    EXPECT_EQ(testing::internal::GetCapturedStderr(), "");
+    EXPECT_FLOAT_EQ(image[0][5][7].item<float>(), expected(5, 7, 0));
   }
 }
