@@ -90,8 +90,8 @@ std::string decode_png(const unsigned char* data, size_t size, cv::Mat& image) {
   return "";
 }
 
-// A truncated or damaged PNG makes libpng fail with a stray line on stderr, and a truncated JPEG
-// is worse: libjpeg fills the missing part with grey and only warns, so a cut-off scan would be
+// A truncated or damaged PNG would only get libpng's terse message (decode_png), and a truncated
+// JPEG is worse: libjpeg fills the missing part with grey and only warns, so a cut-off scan would be
 // scored as if whole. Both formats mark their end, and a PNG checksums every chunk; this checks
 // both before decoding. Returns the problem, or "" for a sound file (and for every other
 // format, left to its decoder).
