@@ -121,7 +121,8 @@ ClipModel build_scratch_clip(const ClipConfig& config, PositionInit positions) {
     // Unscaled, as MAE adds them: about 0.7 per channel beside the stem's content at about 1, so
     // that after ln_pre where a token lies is as plain to attention as what it shows.
     visual.positional_embedding.slice(0, 0, 1).zero_();
-    visual.positional_embedding.slice(0, 1).copy_(sine_cosine_positions(config.vision.grid_size(), config.vision.width));
+    const auto table = sine_cosine_positions(config.vision.grid_size(), config.vision.width);  // [G*G, D]
+    visual.positional_embedding.slice(0, 1).copy_(table);
   }
   return model;
 }

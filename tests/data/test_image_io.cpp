@@ -241,21 +241,33 @@ TEST(ImageIo, CutBmpTiffAndPnmFailWithOnlyOurMessage) {
 
 namespace {
 
+std::string big_endian_bytes(uint32_t v) {
+  return std::string{static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
+                     static_cast<char>(v)};
+}
+
+// One PNG chunk: its data's length (big-endian), type, data and the CRC-32 of type and data.
+std::string png_chunk(const std::string& type, const std::string& data) {
+  const std::string body = type + data;
+  const uLong crc =
+      crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(body.data()), static_cast<uInt>(body.size()));
+  return big_endian_bytes(static_cast<uint32_t>(data.size())) + body + big_endian_bytes(static_cast<uint32_t>(crc));
+}
+
+std::string zlib_compressed(const std::string& raw) {
+  uLongf size = compressBound(static_cast<uLong>(raw.size()));
+  std::string packed(size, '\0');
+  compress(reinterpret_cast<Bytef*>(packed.data()), &size, reinterpret_cast<const Bytef*>(raw.data()),
+           static_cast<uLong>(raw.size()));
+  packed.resize(size);
+  return packed;
+}
+
 // A PNG written byte by byte: 8-bit grey W x H, pixel (y, x) = (x + 3y) mod 256 as in pattern(),
 // Adam7-interlaced if asked; `ihdr_depth` / `ihdr_colour` go into the header as given, and
 // `idat` (when not empty) replaces the compressed rows. Every chunk carries a valid CRC-32.
 std::string handmade_png(uint32_t width, uint32_t height, bool interlaced, int ihdr_depth = 8, int ihdr_colour = 0,
                          std::optional<std::string> idat = std::nullopt, bool with_idat = true) {
-  auto u32 = [](uint32_t v) {
-    return std::string{static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8),
-                       static_cast<char>(v)};
-  };
-  auto chunk = [&](const std::string& type, const std::string& data) {
-    const std::string body = type + data;
-    const uLong crc = crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(body.data()),
-                            static_cast<uInt>(body.size()));
-    return u32(static_cast<uint32_t>(data.size())) + body + u32(static_cast<uint32_t>(crc));
-  };
   if (!idat) {
     std::string raw;  // filter byte 0 and the pixels of each row of each pass
     // Each pass: first column, first row, column step, row step.
@@ -269,15 +281,12 @@ std::string handmade_png(uint32_t width, uint32_t height, bool interlaced, int i
           raw += static_cast<char>((x + 3 * y) % 256);
       }
     }
-    uLongf size = compressBound(static_cast<uLong>(raw.size()));
-    std::string packed(size, '\0');
-    compress(reinterpret_cast<Bytef*>(packed.data()), &size, reinterpret_cast<const Bytef*>(raw.data()),
-             static_cast<uLong>(raw.size()));
-    idat = packed.substr(0, size);
+    idat = zlib_compressed(raw);
   }
-  const std::string header = u32(width) + u32(height) + static_cast<char>(ihdr_depth) +
+  const std::string header = big_endian_bytes(width) + big_endian_bytes(height) + static_cast<char>(ihdr_depth) +
                              static_cast<char>(ihdr_colour) + std::string(2, '\0') + static_cast<char>(interlaced);
-  return "\x89PNG\r\n\x1a\n" + chunk("IHDR", header) + (with_idat ? chunk("IDAT", *idat) : "") + chunk("IEND", "");
+  return "\x89PNG\r\n\x1a\n" + png_chunk("IHDR", header) + (with_idat ? png_chunk("IDAT", *idat) : "") +
+         png_chunk("IEND", "");
 }
 
 }  // namespace
@@ -291,19 +300,13 @@ TEST(ImageIo, PngThatLibpngCannotReadIsRefusedInOneLineOfOurs) {
     for (const auto& [y, x] : {std::pair{0, 0}, {28, 36}, {13, 5}, {7, 30}})
       EXPECT_FLOAT_EQ(image[1][y][x].item<float>(), expected(y, x, 0)) << interlaced << " " << y << "," << x;
   }
-  std::string rows_missing;  // zeros for the first half of the rows only (filter 0, black), validly compressed
-  {
-    const std::string raw(14 * 38, '\0');
-    uLongf size = compressBound(static_cast<uLong>(raw.size()));
-    rows_missing.resize(size);
-    compress(reinterpret_cast<Bytef*>(rows_missing.data()), &size, reinterpret_cast<const Bytef*>(raw.data()),
-             static_cast<uLong>(raw.size()));
-    rows_missing.resize(size);
-  }
+  // Zeros for the first half of the rows only (filter 0, black), validly compressed.
+  const std::string rows_missing = zlib_compressed(std::string(14 * 38, '\0'));
   const std::vector<std::pair<std::string, std::string>> cases = {
       {handmade_png(37, 29, false, 8, 0, rows_missing), "corrupt PNG: Not enough image data"},
       {handmade_png(37, 29, true, 8, 0, rows_missing), "corrupt PNG: Not enough image data"},
-      {handmade_png(37, 29, false, 8, 0, std::string("not zlib data at all")), "corrupt PNG: IDAT: incorrect header check"},
+      {handmade_png(37, 29, false, 8, 0, std::string("not zlib data at all")),
+       "corrupt PNG: IDAT: incorrect header check"},
       {handmade_png(37, 29, false, 8, 0, std::nullopt, false), "corrupt PNG: IEND: out of place"},
       {handmade_png(37, 29, false, 3, 2), "corrupt PNG: Invalid IHDR data"},  // RGB at 3 bits: no such PNG
   };
@@ -328,7 +331,8 @@ TEST(ImageIo, PngOverTheDecodersPixelLimitIsRefusedBeforeDecoding) {
     (void)decode_image_frames_rgb(bytes, "huge.png");
     ADD_FAILURE() << "decoded";
   } catch (const Error& e) {
-    EXPECT_EQ(e.problem(), "PNG too large: its header gives a 40000x40000 image, over the 2^30 pixels an image may have");
+    EXPECT_EQ(e.problem(),
+              "PNG too large: its header gives a 40000x40000 image, over the 2^30 pixels an image may have");
   }
 }
 
@@ -361,26 +365,11 @@ std::string png_of(uint32_t width, uint32_t height, int depth, int colour,
     if (filled > 0) row += static_cast<char>(bits << (8 - filled));
     raw += row;
   }
-  uLongf size = compressBound(static_cast<uLong>(raw.size()));
-  std::string packed(size, '\0');
-  compress(reinterpret_cast<Bytef*>(packed.data()), &size, reinterpret_cast<const Bytef*>(raw.data()),
-           static_cast<uLong>(raw.size()));
-  packed.resize(size);
-  // Reuse handmade_png's header and checksums, then put the extra chunks after IHDR.
-  std::string png = handmade_png(width, height, false, depth, colour, packed);
+  // handmade_png's signature, header and IDAT, with the extra chunks after IHDR.
+  std::string png = handmade_png(width, height, false, depth, colour, zlib_compressed(raw));
   const size_t after_ihdr = 8 + 12 + 13;
   std::string extra;
-  for (const auto& [type, data] : chunks) {
-    const std::string body = type + data;
-    const uLong crc = crc32(crc32(0L, Z_NULL, 0), reinterpret_cast<const Bytef*>(body.data()),
-                            static_cast<uInt>(body.size()));
-    const auto big_endian = [](uint32_t v) {
-      std::string bytes;
-      for (int i = 0; i < 4; ++i) bytes += static_cast<char>((v >> (24 - 8 * i)) & 0xFF);
-      return bytes;
-    };
-    extra += big_endian(static_cast<uint32_t>(data.size())) + body + big_endian(static_cast<uint32_t>(crc));
-  }
+  for (const auto& [type, data] : chunks) extra += png_chunk(type, data);
   return png.insert(after_ihdr, extra);
 }
 
@@ -389,7 +378,9 @@ std::string png_of(uint32_t width, uint32_t height, int depth, int colour,
 TEST(ImageIo, EveryKindOfPngDecodesAsOpenCvDecodesIt) {
   // medsad decodes PNGs with libpng itself (silent handlers); OpenCV's decoder is the reference,
   // compared after image_to_rgb (alpha dropped, values to [0, 1]) for every colour type and depth.
-  const auto mix = [](uint32_t x, uint32_t y, int c) { return x * 7 + y * 13 + static_cast<uint32_t>(c) * 101 + x * y; };
+  const auto mix = [](uint32_t x, uint32_t y, int c) {
+    return x * 7 + y * 13 + static_cast<uint32_t>(c) * 101 + x * y;
+  };
   std::string palette, palette_alpha;
   for (int i = 0; i < 256; ++i) {
     palette += {static_cast<char>(i * 37), static_cast<char>(i * 91), static_cast<char>(i * 13)};
@@ -397,7 +388,8 @@ TEST(ImageIo, EveryKindOfPngDecodesAsOpenCvDecodesIt) {
   }
   const std::string grey_key = std::string("\0\5", 2), rgb_key = std::string("\0\1\0\2\0\3", 6);
   std::vector<std::pair<std::string, std::string>> cases;  // name, bytes
-  for (const int depth : {1, 2, 4, 8, 16}) cases.push_back({"grey " + std::to_string(depth), png_of(21, 17, depth, 0, mix)});
+  for (const int depth : {1, 2, 4, 8, 16})
+    cases.push_back({"grey " + std::to_string(depth), png_of(21, 17, depth, 0, mix)});
   for (const int depth : {1, 2, 4, 8})
     cases.push_back({"palette " + std::to_string(depth),
                      png_of(21, 17, depth, 3, mix, {{"PLTE", palette.substr(0, 3u << depth)}})});
