@@ -73,6 +73,7 @@ nlohmann::json MedSadConfig::to_json() const {
           {"lambda_margin", lambda_margin},
           {"focal_gamma", focal_gamma},
           {"lesion_weight", lesion_weight},
+          {"dice_on_normal_images", dice_on_normal_images},
           {"train_backbone", train_backbone}};
 }
 
@@ -95,6 +96,7 @@ MedSadConfig MedSadConfig::from_json(const nlohmann::json& j) {
   c.lambda_margin = j.at("lambda_margin").get<double>();
   c.focal_gamma = j.at("focal_gamma").get<double>();
   c.lesion_weight = j.value("lesion_weight", 1.0);
+  c.dice_on_normal_images = j.value("dice_on_normal_images", true);
   c.train_backbone = j.value("train_backbone", false);
   c.validate();
   return c;

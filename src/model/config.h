@@ -29,6 +29,7 @@ struct MedSadConfig {
   double lambda_margin = 1.0;        // weight of the margin loss
   double focal_gamma = 2.0;
   double lesion_weight = 1.0;        // weight of lesion pixels in the focal loss (1: the design's plain focal)
+  bool dice_on_normal_images = true; // --no-normal-dice: the Dice term on abnormal images only (focal on all)
   bool train_backbone = false;       // scratch backbone (--weights none): trained with the rest, saved in the checkpoint
 
   // Resolves defaults that depend on the backbone (tap blocks, input size) and checks the config

@@ -34,10 +34,21 @@ LossTerms medsad_loss(const MedSadOutput& out, const torch::Tensor& masks, const
   if (has_mask.any().item<bool>()) {
     const auto idx = has_mask.nonzero().squeeze(1);
     const auto y = masks.index_select(0, idx);
+    // The design scores every masked image's Dice, normal ones against their empty masks. An empty
+    // mask's Dice loss, sum p / (sum p + 1), stays near 1 with almost no gradient until the map is
+    // nearly 0 everywhere, then pulls every pixel down hard; dice_on_normal_images = false leaves
+    // normal images to the focal term. lesion_rows: the masked images with a lesion.
+    const auto lesion_rows = config.dice_on_normal_images
+                                 ? torch::Tensor()
+                                 : (labels.index_select(0, idx) > 0).nonzero().squeeze(1);
     for (size_t level = 0; level < out.level_logits.size(); ++level) {
       const auto z = out.level_logits[level].index_select(0, idx);
       const auto p = out.level_maps[level].index_select(0, idx);  // sigmoid(z), already computed
-      terms.seg = terms.seg + loss_focal(z, y, config.focal_gamma, config.lesion_weight) + loss_dice(p, y);
+      const auto dice = config.dice_on_normal_images ? loss_dice(p, y)
+                        : lesion_rows.numel() > 0
+                            ? loss_dice(p.index_select(0, lesion_rows), y.index_select(0, lesion_rows))
+                            : torch::zeros({}, p.options());
+      terms.seg = terms.seg + loss_focal(z, y, config.focal_gamma, config.lesion_weight) + dice;
     }
   }
   terms.det = loss_bce(out.det_logits.select(-1, 1) - out.det_logits.select(-1, 0), labels);

@@ -31,7 +31,8 @@ struct LossTerms {
   torch::Tensor total, seg, det, margin;  // scalars
 };
 
-// Total = sum over levels (focal + Dice) on images with a mask + l_det BCE + l_m margin.
+// Total = sum over levels (focal + Dice) on images with a mask + l_det BCE + l_m margin. With
+// config.dice_on_normal_images false the Dice term skips the normal (label 0) images.
 // masks: [B, S, S] (zeros for normal images); has_mask: [B] bool; labels: [B] int64.
 LossTerms medsad_loss(const MedSadOutput& out, const torch::Tensor& masks, const torch::Tensor& has_mask,
                       const torch::Tensor& labels, const MedSadConfig& config);

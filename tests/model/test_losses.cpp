@@ -88,3 +88,39 @@ TEST(ModelLosses, TotalSkipsSegForAbnormalImagesWithoutMask) {
   EXPECT_NEAR(one_mask.seg.item<double>(), focal + dice, 1e-12);
   EXPECT_NEAR(one_mask.total.item<double>(), focal + dice + std::log(2.0) + one_mask.margin.item<double>(), 1e-12);
 }
+
+TEST(ModelLosses, DiceOnAbnormalImagesOnlyLeavesTheNormalImagesToTheFocalTerm) {
+  // Two masked images, p = 0.5 on all 4 pixels of each: a normal one (empty mask) and an abnormal
+  // one with 2 lesion pixels. Focal per image: -(0.5^2) ln 0.5 on every pixel (gamma 2, weight 1).
+  // Dice: normal 1 / (2 + 1), abnormal (2*1 + 1) / (2 + 2 + 1) = 3/5.
+  MedSadConfig config;
+  MedSadOutput out;
+  out.level_logits = {torch::zeros({2, 2, 2}, torch::kFloat64)};
+  out.level_maps = {torch::sigmoid(out.level_logits[0])};
+  out.det_logits = torch::zeros({2, 2}, torch::kFloat64);
+  out.global = torch::tensor({1.0, 0.0, 0.0, 1.0}, torch::kFloat64).view({2, 2});
+  out.text.global = torch::eye(2, torch::kFloat64);
+  auto masks = torch::zeros({2, 2, 2}, torch::kFloat64);
+  masks[1][0] = 1.0;
+  const auto labels = torch::tensor({0, 1});
+  const auto has_mask = torch::tensor({true, true});
+  const double focal = -0.25 * std::log(0.5);
+  const double dice_normal = 1 - 1.0 / 3.0, dice_abnormal = 1 - 3.0 / 5.0;
+  EXPECT_NEAR(medsad_loss(out, masks, has_mask, labels, config).seg.item<double>(),
+              focal + (dice_normal + dice_abnormal) / 2, 1e-12);
+  config.dice_on_normal_images = false;
+  EXPECT_NEAR(medsad_loss(out, masks, has_mask, labels, config).seg.item<double>(), focal + dice_abnormal, 1e-12);
+  // Labelled normal, both images lose their Dice term (at p = 0.5 focal is the same on either class).
+  const auto normal_only = medsad_loss(out, masks, has_mask, torch::tensor({0, 0}), config);
+  EXPECT_NEAR(normal_only.seg.item<double>(), focal, 1e-12);
+}
+
+TEST(ModelLosses, TheDiceChoiceIsKeptInTheConfigAndOlderConfigsMeanTheDesign) {
+  MedSadConfig config;
+  config.resolve(12, 224, 16);  // a ViT-B/16's tap blocks and input size
+  config.dice_on_normal_images = false;
+  auto json = config.to_json();
+  EXPECT_FALSE(MedSadConfig::from_json(json).dice_on_normal_images);
+  json.erase("dice_on_normal_images");  // a checkpoint written before the option existed
+  EXPECT_TRUE(MedSadConfig::from_json(json).dice_on_normal_images);
+}
