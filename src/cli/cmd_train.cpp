@@ -75,8 +75,9 @@ void setup_train_command(CLI::App& app, Action& action) {
   cmd->add_option("--lambda-det", m.lambda_det, "weight of the Det BCE loss (default 1)");
   cmd->add_option("--lambda-margin", m.lambda_margin, "weight of the margin loss (default 1)");
   cmd->add_option("--lesion-weight", m.lesion_weight, "weight of lesion pixels in the focal loss (default 1)");
-  cmd->add_flag("--no-normal-dice{false}", m.dice_on_normal_images,
-                "the Dice loss on abnormal images only (the design also scores normal images' empty masks)");
+  cmd->add_flag("--normal-dice,!--no-normal-dice", m.dice_on_normal_images,
+                "--no-normal-dice: the Dice loss on abnormal images only; --normal-dice (the default, the design's): "
+                "normal images' empty masks too");
   cmd->add_option("--temperature", m.temperature, "tau, the logit scale of the image-text cosines (default 100, CLIP's)");
   cmd->add_flag("--no-tpca", o->no_tpca, "ablation: plain cosine maps without Token-Patch Cross-Attention");
   cmd->add_flag("--no-adapters", o->no_adapters, "ablation: CLIP's own projection instead of adapters");
